@@ -1,0 +1,40 @@
+//! Picks the mode the program was launched in and hands off to that transport.
+
+use std::process::ExitCode;
+
+use resumable_cgi::{config, transport};
+
+const USAGE: &str = "\
+resumable-cgi: receives resumable.js / flow.js chunked uploads.
+
+Run by a web server as a CGI program (GATEWAY_INTERFACE set), or:
+  resumable-cgi serve [--listen 127.0.0.1:8080]   development server with a demo page
+  resumable-cgi fastcgi --listen ADDR             FastCGI worker on HOST:PORT or a unix socket
+
+Settings come from RESUMABLE_* environment variables; see the README.
+";
+
+fn main() -> ExitCode {
+    config::init_logging();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if std::env::var_os("GATEWAY_INTERFACE").is_some() {
+        return match transport::cgi::run() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                // Nothing more can be done once stdout is gone (the web server hung up).
+                log::error!("could not write the CGI response: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    match args.first().map(String::as_str) {
+        Some("-h") | Some("--help") | Some("help") => {
+            print!("{USAGE}");
+            ExitCode::SUCCESS
+        }
+        _ => {
+            eprint!("{USAGE}");
+            ExitCode::from(2)
+        }
+    }
+}

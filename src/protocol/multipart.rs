@@ -1,0 +1,324 @@
+//! Streaming multipart/form-data intake: text fields become params, the `file` part is handed
+//! on as a reader, and nothing is buffered beyond one read.
+//!
+//! multer is async; it runs here under `pollster` through [`YieldingBody`], which returns
+//! `Pending` between reads because multer keeps pulling until it sees `Pending` and would
+//! otherwise slurp the whole body into memory (rwf2/multer#62, ../shared/reference/crates.md).
+
+use std::fmt;
+use std::io::{self, Read};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use futures_util::Stream;
+use multer::{Constraints, Multipart, SizeLimit};
+
+use super::params::Params;
+
+/// The form field that carries the chunk bytes (the clients' `fileParameterName` default).
+pub const FILE_FIELD: &str = "file";
+/// Largest text field accepted; parameters are short.
+pub const MAX_TEXT_FIELD: u64 = 64 * 1024;
+const READ_SIZE: usize = 64 * 1024;
+
+#[derive(Debug)]
+pub enum MultipartError {
+    /// No usable boundary in the Content-Type.
+    NoBoundary,
+    /// The body ended before the multipart stream did (client gone, or a short body).
+    Incomplete(String),
+    /// Structurally wrong: bad headers, a part after the file part, a field too large...
+    Malformed(String),
+    /// The whole body exceeded the configured bound.
+    TooLarge(u64),
+}
+
+impl fmt::Display for MultipartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MultipartError::NoBoundary => write!(f, "multipart Content-Type without a boundary"),
+            MultipartError::Incomplete(why) => write!(f, "multipart body ended early: {why}"),
+            MultipartError::Malformed(why) => write!(f, "malformed multipart body: {why}"),
+            MultipartError::TooLarge(limit) => {
+                write!(f, "multipart body larger than {limit} bytes")
+            }
+        }
+    }
+}
+
+impl MultipartError {
+    fn from_multer(error: multer::Error, limit: u64) -> MultipartError {
+        use multer::Error as E;
+        match error {
+            E::StreamSizeExceeded { .. } => MultipartError::TooLarge(limit),
+            E::IncompleteStream
+            | E::IncompleteFieldData { .. }
+            | E::IncompleteHeaders
+            | E::StreamReadFailed(_) => MultipartError::Incomplete(error.to_string()),
+            other => MultipartError::Malformed(other.to_string()),
+        }
+    }
+}
+
+pub fn is_multipart(content_type: Option<&str>) -> bool {
+    content_type.is_some_and(|ct| {
+        ct.trim_start()
+            .to_ascii_lowercase()
+            .starts_with("multipart/form-data")
+    })
+}
+
+/// Reads a multipart body. Text fields are appended to `params`. When the `file` part starts,
+/// `on_file` gets the params gathered so far and a reader of exactly that part's bytes; what it
+/// returns comes back once the rest of the body has been checked to end properly (nothing may
+/// follow the file part). Without a file part, `Ok(None)`.
+pub fn read_multipart<T, E>(
+    body: &mut (dyn Read + Send),
+    content_type: &str,
+    limit: u64,
+    params: &mut Params,
+    on_file: impl FnOnce(&Params, &mut dyn Read) -> Result<T, E>,
+) -> Result<Option<T>, IntakeError<E>> {
+    let boundary = multer::parse_boundary(content_type).map_err(|_| MultipartError::NoBoundary)?;
+    let constraints = Constraints::new().size_limit(
+        SizeLimit::new()
+            .whole_stream(limit)
+            .per_field(MAX_TEXT_FIELD)
+            .for_field(FILE_FIELD, limit),
+    );
+    let mut multipart = Multipart::with_constraints(YieldingBody::new(body), boundary, constraints);
+    let fail = |e: multer::Error| IntakeError::Multipart(MultipartError::from_multer(e, limit));
+    loop {
+        let Some(mut field) = pollster::block_on(multipart.next_field()).map_err(fail)? else {
+            return Ok(None);
+        };
+        let name = field.name().unwrap_or_default().to_string();
+        if name == FILE_FIELD {
+            let mut reader = FieldReader {
+                field: &mut field,
+                pending: Bytes::new(),
+                error: None,
+                limit,
+            };
+            let outcome = on_file(params, &mut reader);
+            if let Some(e) = reader.error.take() {
+                return Err(IntakeError::Multipart(e));
+            }
+            let outcome = outcome.map_err(IntakeError::File)?;
+            // Drain what the consumer left of the part (nothing, when it read to the end), so
+            // that a truncated part is noticed here and not taken for a whole one.
+            while pollster::block_on(field.chunk()).map_err(fail)?.is_some() {}
+            drop(field);
+            return match pollster::block_on(multipart.next_field()).map_err(fail)? {
+                None => Ok(Some(outcome)),
+                Some(_) => Err(IntakeError::Multipart(MultipartError::Malformed(format!(
+                    "a part follows the {FILE_FIELD:?} part, which must be the last"
+                )))),
+            };
+        }
+        let mut value = Vec::new();
+        while let Some(bytes) = pollster::block_on(field.chunk()).map_err(fail)? {
+            value.extend_from_slice(&bytes);
+        }
+        params.push(name, String::from_utf8_lossy(&value).into_owned());
+    }
+}
+
+/// A failure of the multipart structure, or of the consumer of the file part.
+#[derive(Debug)]
+pub enum IntakeError<E> {
+    Multipart(MultipartError),
+    File(E),
+}
+
+impl<E> From<MultipartError> for IntakeError<E> {
+    fn from(e: MultipartError) -> Self {
+        IntakeError::Multipart(e)
+    }
+}
+
+/// A blocking reader as a `Stream` that multer drains one read at a time.
+struct YieldingBody<'a> {
+    body: &'a mut (dyn Read + Send),
+    yielded: bool,
+    done: bool,
+}
+
+impl<'a> YieldingBody<'a> {
+    fn new(body: &'a mut (dyn Read + Send)) -> Self {
+        YieldingBody {
+            body,
+            yielded: false,
+            done: false,
+        }
+    }
+}
+
+impl Stream for YieldingBody<'_> {
+    type Item = io::Result<Bytes>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        if !self.yielded {
+            self.yielded = true;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        self.yielded = false;
+        let mut buf = vec![0u8; READ_SIZE];
+        loop {
+            match self.body.read(&mut buf) {
+                Ok(0) => {
+                    self.done = true;
+                    return Poll::Ready(None);
+                }
+                Ok(n) => {
+                    buf.truncate(n);
+                    return Poll::Ready(Some(Ok(Bytes::from(buf))));
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    self.done = true;
+                    return Poll::Ready(Some(Err(e)));
+                }
+            }
+        }
+    }
+}
+
+/// The bytes of one multipart field as `Read`. A multipart error is kept aside (and reported
+/// as such) while the consumer sees an ordinary I/O error.
+struct FieldReader<'f, 'r> {
+    field: &'f mut multer::Field<'r>,
+    pending: Bytes,
+    error: Option<MultipartError>,
+    limit: u64,
+}
+
+impl Read for FieldReader<'_, '_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.pending.is_empty() {
+            match pollster::block_on(self.field.chunk()) {
+                Ok(Some(bytes)) => self.pending = bytes,
+                Ok(None) => return Ok(0),
+                Err(e) => {
+                    let error = MultipartError::from_multer(e, self.limit);
+                    let message = error.to_string();
+                    self.error = Some(error);
+                    return Err(io::Error::new(io::ErrorKind::UnexpectedEof, message));
+                }
+            }
+        }
+        let n = buf.len().min(self.pending.len());
+        buf[..n].copy_from_slice(&self.pending.split_to(n));
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CT: &str = "multipart/form-data; boundary=XyZ";
+
+    fn body(parts: &[(&str, Option<&str>, &[u8])]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (name, filename, data) in parts {
+            out.extend_from_slice(b"--XyZ\r\n");
+            match filename {
+                Some(f) => out.extend_from_slice(
+                    format!("Content-Disposition: form-data; name=\"{name}\"; filename=\"{f}\"\r\nContent-Type: application/octet-stream\r\n\r\n").as_bytes(),
+                ),
+                None => out.extend_from_slice(
+                    format!("Content-Disposition: form-data; name=\"{name}\"\r\n\r\n").as_bytes(),
+                ),
+            }
+            out.extend_from_slice(data);
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"--XyZ--\r\n");
+        out
+    }
+
+    fn read(raw: &[u8]) -> (Params, Result<Option<Vec<u8>>, IntakeError<io::Error>>) {
+        let mut params = Params::default();
+        let mut cursor = io::Cursor::new(raw.to_vec());
+        let result = read_multipart(&mut cursor, CT, 1 << 20, &mut params, |_, r| {
+            let mut data = Vec::new();
+            r.read_to_end(&mut data).map(|_| data)
+        });
+        (params, result)
+    }
+
+    #[test]
+    fn fields_then_file() {
+        let raw = body(&[
+            ("flowChunkNumber", None, b"1"),
+            ("file", Some("a b.txt"), b"hello"),
+        ]);
+        let (params, result) = read(&raw);
+        assert_eq!(result.unwrap(), Some(b"hello".to_vec()));
+        assert_eq!(params.get("flowChunkNumber").unwrap(), Some("1"));
+    }
+
+    #[test]
+    fn no_file_part_is_a_test_request() {
+        let raw = body(&[("flowChunkNumber", None, b"1")]);
+        assert!(read(&raw).1.unwrap().is_none());
+    }
+
+    #[test]
+    fn truncated_file_part_is_incomplete() {
+        let raw = body(&[("file", Some("x"), &[7u8; 5000])]);
+        let (_, result) = read(&raw[..3000]);
+        assert!(matches!(
+            result,
+            Err(IntakeError::Multipart(MultipartError::Incomplete(_)))
+        ));
+    }
+
+    #[test]
+    fn part_after_file_is_malformed() {
+        let raw = body(&[("file", Some("x"), b"abc"), ("late", None, b"1")]);
+        assert!(matches!(
+            read(&raw).1,
+            Err(IntakeError::Multipart(MultipartError::Malformed(_)))
+        ));
+    }
+
+    #[test]
+    fn oversized_text_field_is_refused() {
+        let big = vec![b'a'; (MAX_TEXT_FIELD + 1) as usize];
+        let raw = body(&[("note", None, &big)]);
+        assert!(read(&raw).1.is_err());
+    }
+
+    #[test]
+    fn large_file_part_streams_without_buffering() {
+        // 8 MiB: the callback sees it in pieces of a few reads at most.
+        let data = vec![42u8; 8 << 20];
+        let raw = body(&[("file", Some("big"), &data)]);
+        let mut params = Params::default();
+        let mut cursor = io::Cursor::new(raw);
+        let mut largest_read = 0;
+        let total = read_multipart(&mut cursor, CT, 16 << 20, &mut params, |_, r| {
+            let mut buf = vec![0u8; 1 << 20];
+            let mut total = 0;
+            loop {
+                let n = r.read(&mut buf)?;
+                if n == 0 {
+                    return Ok::<_, io::Error>(total);
+                }
+                largest_read = largest_read.max(n);
+                total += n;
+            }
+        })
+        .unwrap();
+        assert_eq!(total, Some(8 << 20));
+        // multer may join a few reads, never the whole part.
+        assert!(largest_read <= 4 * READ_SIZE, "{largest_read}");
+    }
+}

@@ -1,0 +1,321 @@
+//! Completion: coverage check, assembly with the kernel's copy, fsync, publishing under a free
+//! name without ever replacing a file, the completion record, and cleanup of the parts.
+//!
+//! Crash safety, step by step (all under the upload lock):
+//! 1. the staging file is assembled and fsynced: a crash leaves a staging file with one link,
+//!    which the next attempt truncates and rebuilds;
+//! 2. it is hard-linked to a free final name (link fails rather than replace): the final name
+//!    only ever shows a complete file;
+//! 3. the completion record is written (temp + rename): a crash between 2 and 3 leaves the
+//!    staging file with two links, and the next attempt finds the published name by inode
+//!    instead of publishing a second copy;
+//! 4. the staging file and the parts are removed: a crash here leaves a record, and the next
+//!    request finishes the cleanup.
+
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+use serde::{Deserialize, Serialize};
+
+use super::lock::UploadLock;
+use super::{fsutil, layout, PendingChunk, Progress, Result, Store, StoreError, UploadKey};
+
+/// Folder of the upload dir where files are assembled before they get their final name.
+pub const STAGING_DIR: &str = ".resumable-staging";
+/// How many `name (n).ext` variants are tried before giving up.
+const MAX_NAME_ATTEMPTS: u32 = 10_000;
+const MAX_RECORD_SIZE: u64 = 64 * 1024;
+
+/// A finished upload: where it was published, relative to the upload dir, and its size.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Completion {
+    pub file: String,
+    pub size: u64,
+}
+
+pub(super) fn commit_and_complete(
+    store: &Store,
+    key: &UploadKey,
+    pending: Option<PendingChunk>,
+) -> Result<Progress> {
+    let (dir, file_key) = match &pending {
+        Some(p) => (
+            p.dir
+                .try_clone()
+                .map_err(StoreError::io("reopening the upload's temp directory"))?,
+            layout::file_key(&key.filename),
+        ),
+        None => match store.upload_dir(key, false)? {
+            Some(upload) => (upload.dir, upload.file_key),
+            None => return Ok(Progress::Incomplete),
+        },
+    };
+    let _lock = UploadLock::acquire(&dir).map_err(StoreError::io("locking the upload"))?;
+    let upload = super::UploadDir { dir, file_key };
+    if let Some(done) = read_record(&upload, key)? {
+        // A late duplicate: nothing is recreated, and a cleanup a crash interrupted is finished.
+        drop(pending);
+        remove_parts(&upload)?;
+        return Ok(Progress::AlreadyComplete(done));
+    }
+    if let Some(pending) = pending {
+        pending.publish()?;
+    }
+    let Some(parts) = covered_parts(&upload, key)? else {
+        return Ok(Progress::Incomplete);
+    };
+    let completion = assemble_and_publish(store, &upload, key, parts)?;
+    write_record(&upload, &completion)?;
+    remove_parts(&upload)?;
+    Ok(Progress::Completed(completion))
+}
+
+/// The number of parts when parts 1..=n are all stored and together cover exactly
+/// `total_size`: every part but the last exactly `chunk_size`, the last ending at the total.
+/// Each part's size was checked against its position when it was stored.
+fn covered_parts(upload: &super::UploadDir, key: &UploadKey) -> Result<Option<u64>> {
+    let mut offset: u64 = 0;
+    let mut number: u64 = 1;
+    loop {
+        let part = layout::part_name(&upload.file_key, number);
+        let Some(size) = fsutil::regular_file_size(upload.dir.as_fd(), &part)
+            .map_err(StoreError::io("checking which parts are stored"))?
+        else {
+            return Ok(None);
+        };
+        let remaining = key.total_size - offset;
+        if size == remaining {
+            return Ok(Some(number));
+        }
+        if size != key.chunk_size || size > remaining || size == 0 {
+            return Ok(None);
+        }
+        offset += size;
+        number += 1;
+    }
+}
+
+fn assemble_and_publish(
+    store: &Store,
+    upload: &super::UploadDir,
+    key: &UploadKey,
+    parts: u64,
+) -> Result<Completion> {
+    let root = store.upload_root()?;
+    let staging_dir = fsutil::ensure_dir(root.as_fd(), STAGING_DIR, 0o700)
+        .map_err(StoreError::io("opening the staging directory"))?;
+    let staging = layout::staging_name(&[
+        key.user.as_deref().unwrap_or(""),
+        &key.identifier,
+        &key.filename,
+    ]);
+    let (folders, name) = layout::published_path(&key.filename, key.relative_path.as_deref());
+    let mut target = root;
+    for folder in &folders {
+        target = fsutil::ensure_dir(target.as_fd(), folder, 0o777)
+            .map_err(StoreError::io("creating the folders of the published file"))?;
+    }
+    let relative = |candidate: &str| {
+        let mut path = folders.join("/");
+        if !path.is_empty() {
+            path.push('/');
+        }
+        path.push_str(candidate);
+        path
+    };
+
+    if let Some(published) = find_earlier_publish(&staging_dir, &staging, &target, &name)? {
+        fsutil::remove_file(staging_dir.as_fd(), &staging)
+            .map_err(StoreError::io("removing the staging file"))?;
+        return Ok(Completion {
+            file: relative(&published),
+            size: key.total_size,
+        });
+    }
+
+    let guard = StagingGuard {
+        dir: staging_dir.as_fd(),
+        name: &staging,
+    };
+    assemble(upload, parts, key.total_size, staging_dir.as_fd(), &staging)?;
+    let mut published = None;
+    for attempt in 0..MAX_NAME_ATTEMPTS {
+        let candidate = layout::clash_candidate(&name, attempt);
+        match fsutil::link_no_replace(staging_dir.as_fd(), &staging, target.as_fd(), &candidate) {
+            Ok(()) => {
+                published = Some(candidate);
+                break;
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(StoreError::io("publishing the finished file")(e)),
+        }
+    }
+    let published = published.ok_or_else(|| StoreError::NoFreeName(relative(&name)))?;
+    fsutil::sync_dir(&target).map_err(StoreError::io("syncing the upload directory"))?;
+    drop(guard);
+    Ok(Completion {
+        file: relative(&published),
+        size: key.total_size,
+    })
+}
+
+/// Concatenates the parts into the staging file with the kernel's copy (copy_file_range from
+/// std::io::copy between files; no part is read into memory) and fsyncs it.
+fn assemble(
+    upload: &super::UploadDir,
+    parts: u64,
+    total_size: u64,
+    staging_dir: BorrowedFd<'_>,
+    staging: &str,
+) -> Result<()> {
+    let mut out = fsutil::create_truncate(staging_dir, staging)
+        .map_err(StoreError::io("creating the staging file"))?;
+    let mut written: u64 = 0;
+    for number in 1..=parts {
+        let part = layout::part_name(&upload.file_key, number);
+        let mut input = fsutil::open_read(upload.dir.as_fd(), &part)
+            .map_err(StoreError::io("opening a part to assemble"))?;
+        written += io::copy(&mut input, &mut out).map_err(StoreError::io("assembling the file"))?;
+    }
+    if written != total_size {
+        return Err(StoreError::Io {
+            op: "assembling the file",
+            source: io::Error::other(format!(
+                "the parts hold {written} bytes, expected {total_size}"
+            )),
+        });
+    }
+    out.flush().map_err(StoreError::io("assembling the file"))?;
+    out.sync_all()
+        .map_err(StoreError::io("syncing the assembled file"))
+}
+
+/// When a previous attempt published the staging file but died before writing the record, the
+/// staging file has a second link somewhere among the candidate names: find it by inode.
+fn find_earlier_publish(
+    staging_dir: &OwnedFd,
+    staging: &str,
+    target: &OwnedFd,
+    name: &str,
+) -> Result<Option<String>> {
+    let probe = StoreError::io("recovering an interrupted publish");
+    let Some((dev, ino, links)) = fsutil::identity(staging_dir.as_fd(), staging).map_err(probe)?
+    else {
+        return Ok(None);
+    };
+    if links < 2 {
+        return Ok(None);
+    }
+    for attempt in 0..MAX_NAME_ATTEMPTS {
+        let candidate = layout::clash_candidate(name, attempt);
+        match fsutil::identity(target.as_fd(), &candidate) {
+            Ok(Some((d, i, _))) if d == dev && i == ino => return Ok(Some(candidate)),
+            Ok(Some(_)) => continue,
+            Ok(None) => return Ok(None),
+            Err(e) => return Err(StoreError::io("recovering an interrupted publish")(e)),
+        }
+    }
+    Ok(None)
+}
+
+/// Removes a staging file that did not get published (a failed or full-disk assembly).
+struct StagingGuard<'a> {
+    dir: BorrowedFd<'a>,
+    name: &'a str,
+}
+
+impl Drop for StagingGuard<'_> {
+    fn drop(&mut self) {
+        let _ = fsutil::remove_file(self.dir, self.name);
+    }
+}
+
+pub(super) fn read_record(
+    upload: &super::UploadDir,
+    key: &UploadKey,
+) -> Result<Option<Completion>> {
+    let name = layout::record_name(&upload.file_key);
+    let file = match fsutil::open_read(upload.dir.as_fd(), &name) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(StoreError::io("reading the completion record")(e)),
+    };
+    let mut text = Vec::new();
+    file.take(MAX_RECORD_SIZE)
+        .read_to_end(&mut text)
+        .map_err(StoreError::io("reading the completion record"))?;
+    // A record for another file of the same identifier and name (a different size) is stale:
+    // that upload starts afresh and replaces the record when it completes.
+    Ok(serde_json::from_slice::<Completion>(&text)
+        .ok()
+        .filter(|record| record.size == key.total_size))
+}
+
+fn write_record(upload: &super::UploadDir, completion: &Completion) -> Result<()> {
+    let name = layout::record_name(&upload.file_key);
+    let temp = format!(".{name}.tmp");
+    let mut file = fsutil::create_truncate(upload.dir.as_fd(), &temp)
+        .map_err(StoreError::io("writing the completion record"))?;
+    let text = serde_json::to_vec(completion).unwrap_or_default();
+    file.write_all(&text)
+        .and_then(|_| file.sync_all())
+        .map_err(StoreError::io("writing the completion record"))?;
+    fsutil::rename(upload.dir.as_fd(), &temp, upload.dir.as_fd(), &name)
+        .map_err(StoreError::io("writing the completion record"))
+}
+
+/// Removes this upload's parts and any temporary chunk files left by killed requests.
+fn remove_parts(upload: &super::UploadDir) -> Result<()> {
+    let names = fsutil::list(upload.dir.as_fd()).map_err(StoreError::io("listing parts"))?;
+    for name in names {
+        if is_part_of(&name, &upload.file_key) || is_chunk_temp_of(&name, &upload.file_key) {
+            fsutil::remove_file(upload.dir.as_fd(), &name)
+                .map_err(StoreError::io("removing a part"))?;
+        }
+    }
+    Ok(())
+}
+
+/// `<key>.part<digits>`, exactly.
+fn is_part_of(name: &str, file_key: &str) -> bool {
+    name.strip_prefix(file_key)
+        .and_then(|rest| rest.strip_prefix(".part"))
+        .is_some_and(|digits| !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// `.<key>.part<digits>.<pid>-<seq>.tmp`, exactly.
+fn is_chunk_temp_of(name: &str, file_key: &str) -> bool {
+    let Some(rest) = name
+        .strip_prefix('.')
+        .and_then(|n| n.strip_suffix(".tmp"))
+        .and_then(|n| n.strip_prefix(file_key))
+        .and_then(|n| n.strip_prefix(".part"))
+    else {
+        return false;
+    };
+    let mut pieces = rest.splitn(2, '.');
+    let digits = pieces.next().unwrap_or_default();
+    let tag = pieces.next().unwrap_or_default();
+    let numeric = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    numeric(digits)
+        && tag
+            .split_once('-')
+            .is_some_and(|(a, b)| numeric(a) && numeric(b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn part_names_of_one_upload_only() {
+        assert!(is_part_of("a.part1", "a"));
+        assert!(is_part_of("a.part12", "a"));
+        assert!(!is_part_of("a.part1.part1", "a"));
+        assert!(!is_part_of("a.part", "a"));
+        assert!(!is_part_of("a.complete", "a"));
+        assert!(is_chunk_temp_of(".a.part3.123-4.tmp", "a"));
+        assert!(!is_chunk_temp_of(".a.part1.part1.123-4.tmp", "a"));
+        assert!(!is_chunk_temp_of(".a.complete.tmp", "a"));
+    }
+}

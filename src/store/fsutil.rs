@@ -1,0 +1,137 @@
+//! Directory-relative file operations that never follow a symlink planted by someone else.
+
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::Path;
+
+use rustix::fs::{self as rfs, AtFlags, Mode, OFlags};
+
+const DIR_FLAGS: OFlags = OFlags::RDONLY
+    .union(OFlags::DIRECTORY)
+    .union(OFlags::NOFOLLOW)
+    .union(OFlags::CLOEXEC);
+
+/// Opens a configured root directory (a symlink there is the administrator's choice).
+pub fn open_root(path: &Path) -> io::Result<OwnedFd> {
+    Ok(rfs::open(
+        path,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?)
+}
+
+/// Opens `name` inside `parent` as a directory, refusing a symlink (ELOOP) or a non-directory.
+pub fn open_dir(parent: BorrowedFd<'_>, name: &str) -> io::Result<OwnedFd> {
+    Ok(rfs::openat(parent, name, DIR_FLAGS, Mode::empty())?)
+}
+
+/// Like [`open_dir`], creating the directory first when it does not exist.
+pub fn ensure_dir(parent: BorrowedFd<'_>, name: &str, mode: u32) -> io::Result<OwnedFd> {
+    match rfs::mkdirat(parent, name, Mode::from_raw_mode(mode)) {
+        Ok(()) | Err(rustix::io::Errno::EXIST) => open_dir(parent, name),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Creates a new file that must not exist yet (O_EXCL: never through a symlink).
+pub fn create_new(parent: BorrowedFd<'_>, name: &str) -> io::Result<File> {
+    let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    Ok(File::from(rfs::openat(
+        parent,
+        name,
+        flags,
+        Mode::from_raw_mode(0o666),
+    )?))
+}
+
+/// Creates or truncates a regular file, refusing a symlink at the name.
+pub fn create_truncate(parent: BorrowedFd<'_>, name: &str) -> io::Result<File> {
+    let flags = OFlags::RDWR | OFlags::CREATE | OFlags::TRUNC | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    Ok(File::from(rfs::openat(
+        parent,
+        name,
+        flags,
+        Mode::from_raw_mode(0o666),
+    )?))
+}
+
+/// Opens a regular file for reading, refusing a symlink.
+pub fn open_read(parent: BorrowedFd<'_>, name: &str) -> io::Result<File> {
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    Ok(File::from(rfs::openat(parent, name, flags, Mode::empty())?))
+}
+
+/// Size of `name` if it is a regular file; `None` when absent (a symlink or anything else
+/// counts as absent, so it is never used).
+pub fn regular_file_size(parent: BorrowedFd<'_>, name: &str) -> io::Result<Option<u64>> {
+    match rfs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(stat) if rfs::FileType::from_raw_mode(stat.st_mode) == rfs::FileType::RegularFile => {
+            Ok(Some(stat.st_size as u64))
+        }
+        Ok(_) | Err(rustix::io::Errno::NOENT) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// (device, inode, link count) of a regular file, or `None` when absent.
+pub fn identity(parent: BorrowedFd<'_>, name: &str) -> io::Result<Option<(u64, u64, u64)>> {
+    match rfs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(stat) => Ok(Some((stat.st_dev, stat.st_ino, stat.st_nlink))),
+        Err(rustix::io::Errno::NOENT) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub fn rename(
+    from_dir: BorrowedFd<'_>,
+    from: &str,
+    to_dir: BorrowedFd<'_>,
+    to: &str,
+) -> io::Result<()> {
+    Ok(rfs::renameat(from_dir, from, to_dir, to)?)
+}
+
+/// Gives the file at `from` a second name `to`; fails with `AlreadyExists` rather than replace.
+pub fn link_no_replace(
+    from_dir: BorrowedFd<'_>,
+    from: &str,
+    to_dir: BorrowedFd<'_>,
+    to: &str,
+) -> io::Result<()> {
+    Ok(rfs::linkat(from_dir, from, to_dir, to, AtFlags::empty())?)
+}
+
+/// Removes a file; one that is already gone is not an error.
+pub fn remove_file(parent: BorrowedFd<'_>, name: &str) -> io::Result<()> {
+    match rfs::unlinkat(parent, name, AtFlags::empty()) {
+        Ok(()) | Err(rustix::io::Errno::NOENT) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub fn sync_dir(dir: &OwnedFd) -> io::Result<()> {
+    Ok(rfs::fsync(dir.as_fd())?)
+}
+
+/// Names in a directory (not `.` or `..`).
+pub fn list(dir: BorrowedFd<'_>) -> io::Result<Vec<String>> {
+    let fd = rfs::openat(dir, ".", DIR_FLAGS, Mode::empty())?;
+    let mut names = Vec::new();
+    for entry in rfs::Dir::read_from(&fd)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name != "." && name != ".." {
+            names.push(name);
+        }
+    }
+    Ok(names)
+}
+
+pub fn is_no_space(error: &io::Error) -> bool {
+    matches!(
+        error.raw_os_error(),
+        Some(code) if code == rustix::io::Errno::NOSPC.raw_os_error()
+            || code == rustix::io::Errno::DQUOT.raw_os_error()
+    )
+}

@@ -1,0 +1,3 @@
+//! Thin adapters between a way of being launched and the transport-neutral Request/Response.
+
+pub mod cgi;
