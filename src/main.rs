@@ -32,6 +32,22 @@ fn main() -> ExitCode {
             print!("{USAGE}");
             ExitCode::SUCCESS
         }
+        Some("serve") => {
+            let options = match transport::serve::parse_args(&args[1..]) {
+                Ok(options) => options,
+                Err(e) => {
+                    eprint!("resumable-cgi serve: {e}\n\n{USAGE}");
+                    return ExitCode::from(2);
+                }
+            };
+            match transport::serve::run(&options) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("resumable-cgi serve: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         _ => {
             eprint!("{USAGE}");
             ExitCode::from(2)

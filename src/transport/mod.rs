@@ -1,3 +1,4 @@
 //! Thin adapters between a way of being launched and the transport-neutral Request/Response.
 
 pub mod cgi;
+pub mod serve;
