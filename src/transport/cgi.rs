@@ -9,7 +9,12 @@ use crate::request::{Method, Request};
 /// Handles the one request this process was started for. Returns once a response was written;
 /// errors in the request are reported in that response, never as a failing exit.
 pub fn run() -> io::Result<()> {
-    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    // Lossy: a stray non-UTF-8 byte must not make a whole variable (say QUERY_STRING) vanish.
+    let env = |name: &str| {
+        std::env::var_os(name)
+            .map(|v| v.to_string_lossy().into_owned())
+            .filter(|v| !v.is_empty())
+    };
     let method = Method::parse(env("REQUEST_METHOD").as_deref().unwrap_or("GET"));
     let content_length = match env("CONTENT_LENGTH") {
         None => Some(0),
