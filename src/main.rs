@@ -27,6 +27,10 @@ fn main() -> ExitCode {
             }
         };
     }
+    // spawn-fcgi, mod_fcgid, systemd: a listening socket on fd 0 or fd 3 means FastCGI.
+    if let Some(code) = transport::fastcgi::run_inherited(&args) {
+        return code;
+    }
     match args.first().map(String::as_str) {
         Some("-h") | Some("--help") | Some("help") => {
             print!("{USAGE}");
@@ -48,6 +52,7 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Some("fastcgi") => transport::fastcgi::run_command(&args[1..]),
         _ => {
             eprint!("{USAGE}");
             ExitCode::from(2)

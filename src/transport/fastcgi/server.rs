@@ -1,0 +1,270 @@
+//! The worker pool: a fixed number of threads accept from one listening socket and each serves
+//! one connection at a time; accept errors back off; SIGTERM/SIGINT drain and stop.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rustix::event::{poll, PollFd, PollFlags, Timespec};
+
+use super::connection::{App, Connection, Limits};
+
+/// How long a connection may sit between requests, or a read or write may stall, before the
+/// connection is closed and its worker freed. Longer than nginx's upstream keepalive_timeout
+/// (60 s), so the web server normally closes idle connections first.
+const IO_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long shutdown waits for in-flight requests before exiting anyway.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// How often blocked waits look at the stop flag.
+const TICK: Duration = Duration::from_millis(200);
+
+pub enum Listener {
+    Tcp(TcpListener),
+    Unix(UnixListener),
+}
+
+pub enum Stream {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl Listener {
+    fn accept(&self) -> io::Result<Stream> {
+        match self {
+            Listener::Tcp(l) => l.accept().map(|(s, _)| Stream::Tcp(s)),
+            Listener::Unix(l) => l.accept().map(|(s, _)| Stream::Unix(s)),
+        }
+    }
+
+    fn set_nonblocking(&self, on: bool) -> io::Result<()> {
+        match self {
+            Listener::Tcp(l) => l.set_nonblocking(on),
+            Listener::Unix(l) => l.set_nonblocking(on),
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            Listener::Tcp(l) => l
+                .local_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_else(|_| "tcp".into()),
+            Listener::Unix(l) => l
+                .local_addr()
+                .ok()
+                .and_then(|a| a.as_pathname().map(|p| p.display().to_string()))
+                .unwrap_or_else(|| "unix socket".into()),
+        }
+    }
+}
+
+impl AsFd for Listener {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Listener::Tcp(l) => l.as_fd(),
+            Listener::Unix(l) => l.as_fd(),
+        }
+    }
+}
+
+impl Stream {
+    fn prepare(&self) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => {
+                s.set_nonblocking(false)?;
+                s.set_nodelay(true)?;
+                s.set_read_timeout(Some(IO_TIMEOUT))?;
+                s.set_write_timeout(Some(IO_TIMEOUT))
+            }
+            Stream::Unix(s) => {
+                s.set_nonblocking(false)?;
+                s.set_read_timeout(Some(IO_TIMEOUT))?;
+                s.set_write_timeout(Some(IO_TIMEOUT))
+            }
+        }
+    }
+
+    fn shutdown(&self) {
+        let _ = match self {
+            Stream::Tcp(s) => s.shutdown(Shutdown::Both),
+            Stream::Unix(s) => s.shutdown(Shutdown::Both),
+        };
+    }
+}
+
+impl AsFd for Stream {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Stream::Tcp(s) => s.as_fd(),
+            Stream::Unix(s) => s.as_fd(),
+        }
+    }
+}
+
+impl Read for &Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match *self {
+            Stream::Tcp(s) => (&*s).read(buf),
+            Stream::Unix(s) => (&*s).read(buf),
+        }
+    }
+}
+
+impl Write for &Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match *self {
+            Stream::Tcp(s) => (&*s).write(buf),
+            Stream::Unix(s) => (&*s).write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Waits until `fd` is readable (or hung up). False when `stop` was raised first or `limit`
+/// passed, so an idle connection never holds a worker through shutdown. With `data_first`,
+/// input that is already waiting wins over `stop`: a request the server has sent on an
+/// accepted connection is in flight and gets served.
+fn wait_readable(
+    fd: BorrowedFd<'_>,
+    stop: &AtomicBool,
+    limit: Option<Duration>,
+    data_first: bool,
+) -> bool {
+    let started = Instant::now();
+    let tick = Timespec {
+        tv_sec: 0,
+        tv_nsec: TICK.as_nanos() as _,
+    };
+    let now = Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    if data_first {
+        let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+        if matches!(poll(&mut fds, Some(&now)), Ok(n) if n > 0) {
+            return true;
+        }
+    }
+    loop {
+        if stop.load(Ordering::SeqCst) {
+            return false;
+        }
+        if limit.is_some_and(|limit| started.elapsed() >= limit) {
+            return false;
+        }
+        let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+        match poll(&mut fds, Some(&tick)) {
+            Ok(0) => continue,
+            Ok(_) => return true,
+            Err(rustix::io::Errno::INTR) => continue,
+            // Let the read that follows report whatever is wrong with the fd.
+            Err(_) => return true,
+        }
+    }
+}
+
+pub struct Options {
+    pub workers: usize,
+}
+
+/// Serves until SIGTERM or SIGINT, then lets in-flight requests finish (up to SHUTDOWN_GRACE).
+pub fn serve(listener: Listener, options: &Options, app: &App<'_>) -> io::Result<()> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, Arc::clone(&stop))?;
+    }
+    listener.set_nonblocking(true)?;
+    let workers = options.workers.max(1);
+    let limits = Limits {
+        max_conns: workers,
+        max_reqs: workers,
+    };
+    log::info!(
+        "FastCGI responder on {} with {workers} workers",
+        listener.describe()
+    );
+    let running = AtomicUsize::new(workers);
+    std::thread::scope(|scope| {
+        for n in 0..workers {
+            let (listener, stop, running) = (&listener, &*stop, &running);
+            let spawned = std::thread::Builder::new()
+                .name(format!("fastcgi-{n}"))
+                .spawn_scoped(scope, move || {
+                    worker(listener, stop, limits, app);
+                    running.fetch_sub(1, Ordering::SeqCst);
+                });
+            if let Err(e) = spawned {
+                running.fetch_sub(1, Ordering::SeqCst);
+                log::error!("could not start worker thread {n}: {e}");
+            }
+        }
+        while !stop.load(Ordering::SeqCst) && running.load(Ordering::SeqCst) > 0 {
+            std::thread::sleep(TICK);
+        }
+        log::info!("stopping: no new connections, waiting for in-flight requests");
+        let deadline = Instant::now() + SHUTDOWN_GRACE;
+        while running.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let left = running.load(Ordering::SeqCst);
+        if left > 0 {
+            log::warn!("{left} workers still busy after {SHUTDOWN_GRACE:?}; exiting anyway");
+            // Scoped threads would be joined here; leaving the process is the bounded way out.
+            std::process::exit(0);
+        }
+    });
+    Ok(())
+}
+
+fn worker(listener: &Listener, stop: &AtomicBool, limits: Limits, app: &App<'_>) {
+    let mut backoff = Duration::ZERO;
+    while wait_readable(listener.as_fd(), stop, None, false) {
+        let stream = match listener.accept() {
+            Ok(stream) => {
+                backoff = Duration::ZERO;
+                stream
+            }
+            // Another worker took it, or the client gave up while queued.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::Interrupted
+                        | io::ErrorKind::ConnectionAborted
+                ) =>
+            {
+                continue
+            }
+            Err(e) => {
+                // EMFILE, ENFILE, ENOBUFS, ENOMEM: wait for resources instead of spinning or
+                // exiting; the connection stays queued in the backlog.
+                backoff = (backoff * 2).clamp(Duration::from_millis(10), Duration::from_secs(1));
+                log::error!("accept failed: {e}; retrying in {backoff:?}");
+                std::thread::sleep(backoff);
+                continue;
+            }
+        };
+        if let Err(e) = stream.prepare() {
+            log::warn!("could not set up a FastCGI connection: {e}");
+            continue;
+        }
+        let ready = || wait_readable(stream.as_fd(), stop, Some(IO_TIMEOUT), true);
+        // A bug must cost one connection, not a worker of the fixed pool.
+        let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            Connection::new(&stream, &stream, limits, &ready).serve(app)
+        }));
+        match served {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => log::warn!("FastCGI connection closed: {e}"),
+            Err(_) => log::error!("FastCGI connection closed after a panic (a bug)"),
+        }
+        stream.shutdown();
+    }
+}
