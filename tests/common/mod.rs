@@ -2,6 +2,7 @@
 //! emulation (resumable.js, flow.js, octet) and the scenario suite every transport runs.
 #![allow(dead_code)]
 
+pub mod fastcgi_client;
 pub mod scenarios;
 
 use std::collections::BTreeMap;
