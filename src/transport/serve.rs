@@ -314,29 +314,28 @@ impl Reply {
             .filter_map(|(n, v)| Header::from_bytes(n.as_bytes(), v.as_bytes()).ok())
             .collect();
         let status = StatusCode(self.status);
+        // tiny_http switches to chunked encoding above 32 KiB by default; with the length known,
+        // Content-Length lets a browser show download progress and a HEAD tell the size.
+        let identity = usize::MAX;
         let sent = match self.body {
             Payload::Memory(bytes) => {
                 let length = bytes.len();
-                request.respond(tiny_http::Response::new(
-                    status,
-                    headers,
-                    Cursor::new(bytes),
-                    Some(length),
-                    None,
-                ))
+                request.respond(
+                    tiny_http::Response::new(
+                        status,
+                        headers,
+                        Cursor::new(bytes),
+                        Some(length),
+                        None,
+                    )
+                    .with_chunked_threshold(identity),
+                )
             }
-            Payload::File(file, size) => match usize::try_from(size) {
-                Ok(length) => request.respond(tiny_http::Response::new(
-                    status,
-                    headers,
-                    file,
-                    Some(length),
-                    None,
-                )),
-                Err(_) => {
-                    request.respond(tiny_http::Response::new(status, headers, file, None, None))
-                }
-            },
+            // A size beyond usize (not on 64-bit) falls back to chunked encoding.
+            Payload::File(file, size) => request.respond(
+                tiny_http::Response::new(status, headers, file, usize::try_from(size).ok(), None)
+                    .with_chunked_threshold(identity),
+            ),
         };
         if let Err(e) = sent {
             // The browser went away (a reload mid-upload does this); nothing left to tell it.
