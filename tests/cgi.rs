@@ -458,3 +458,35 @@ fn wait_with_peak_rss(pid: i32) -> (i32, i64) {
     assert_eq!(reaped, pid);
     (libc::WEXITSTATUS(status), usage.ru_maxrss)
 }
+
+#[test]
+fn cleanup_removes_abandoned_uploads_and_keeps_fresh_ones() {
+    let cgi = Cgi::new();
+    let old = Upload::new(Client::Resumable, "old.bin", pseudo_random(3000, 1), 1000);
+    let fresh = Upload::new(Client::Resumable, "fresh.bin", pseudo_random(3000, 2), 1000);
+    cgi.send(&old.chunk_request(1));
+    cgi.send(&fresh.chunk_request(1));
+    let old_dir = cgi.dirs.temp.join(&old.identifier);
+    let three_days_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3 * 86_400);
+    for entry in std::fs::read_dir(&old_dir).unwrap().flatten() {
+        std::fs::File::open(entry.path())
+            .unwrap()
+            .set_modified(three_days_ago)
+            .unwrap();
+    }
+    std::fs::File::open(&old_dir)
+        .unwrap()
+        .set_modified(three_days_ago)
+        .unwrap();
+    let output = Command::new(binary())
+        .args(["cleanup", "--older-than", "48h"])
+        .env("RESUMABLE_TEMP_DIR", &cgi.dirs.temp)
+        .env("RESUMABLE_UPLOAD_DIR", &cgi.dirs.uploads)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("removed 1 abandoned"));
+    assert!(!old_dir.exists());
+    assert_eq!(cgi.send(&fresh.test_request(1)).status, 200);
+    assert_eq!(cgi.send(&old.test_request(1)).status, 204);
+}

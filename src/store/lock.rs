@@ -16,21 +16,32 @@ pub struct UploadLock {
 impl UploadLock {
     /// Blocks until this process holds the upload's lock.
     pub fn acquire(dir: &OwnedFd) -> io::Result<UploadLock> {
-        let file = File::from(dir.as_fd().try_clone_to_owned()?);
-        // try_clone shares the open file description, so reopen the directory for a description
-        // of our own: otherwise two holders in one process would not exclude each other.
-        let own = rustix::fs::openat(
-            file.as_fd(),
-            ".",
-            rustix::fs::OFlags::RDONLY
-                | rustix::fs::OFlags::DIRECTORY
-                | rustix::fs::OFlags::CLOEXEC,
-            rustix::fs::Mode::empty(),
-        )?;
-        let file = File::from(own);
+        let file = own_description(dir)?;
         file.lock()?;
         Ok(UploadLock { file })
     }
+
+    /// The lock if nobody holds it now, else `None` (the upload is busy).
+    pub fn try_acquire(dir: &OwnedFd) -> io::Result<Option<UploadLock>> {
+        let file = own_description(dir)?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(UploadLock { file })),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => Err(e),
+        }
+    }
+}
+
+/// Reopens the directory: a dup would share the open file description, and two holders in one
+/// process would then not exclude each other.
+fn own_description(dir: &OwnedFd) -> io::Result<File> {
+    let own = rustix::fs::openat(
+        dir.as_fd(),
+        ".",
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )?;
+    Ok(File::from(own))
 }
 
 impl Drop for UploadLock {

@@ -2,6 +2,7 @@
 //! the per-upload lock, completion, assembly and publishing.
 
 mod chunk;
+pub mod cleanup;
 mod complete;
 pub mod fsutil;
 pub mod layout;
