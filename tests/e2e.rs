@@ -20,47 +20,25 @@ use cases::*;
 use harness::*;
 use servers::*;
 
-/// Whether this build has the FastCGI transport (`resumable-cgi fastcgi`). Until it lands the
-/// FastCGI stacks are reported as pending instead of failing.
-fn fastcgi_available() -> bool {
-    let out = Command::new(program()).args(["fastcgi", "--help"]).output().unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    // the pre-FastCGI binary answers any subcommand with the general usage and exit code 2
-    !(out.status.code() == Some(2) && text.contains("Run by a web server as a CGI program"))
-}
-
-macro_rules! require_fastcgi {
-    ($what:expr) => {
-        if !fastcgi_available() {
-            eprintln!(
-                "e2e PENDING {}: this build has no FastCGI transport (`resumable-cgi fastcgi`); \
-                 the test runs once src/transport/fastcgi lands",
-                $what
-            );
-            return;
-        }
-    };
-}
-
 // ------------------------------------------------------------------ the standard cases per stack
 
-fn apache_cgid() -> Stack {
-    let mut s = Stack::apache("apache-cgid");
+fn apache_cgid(name: &str) -> Stack {
+    let mut s = Stack::apache(name);
     s.install_deploy_site("apache/cgi.conf");
     s.start_apache();
     s
 }
 
-fn nginx_fcgiwrap() -> Stack {
-    let mut s = Stack::nginx("nginx-fcgiwrap");
+fn nginx_fcgiwrap(name: &str) -> Stack {
+    let mut s = Stack::nginx(name);
     s.start_fcgiwrap();
     s.install_deploy_site("nginx/fcgiwrap.conf");
     s.start_nginx();
     s
 }
 
-fn nginx_spawn_fcgi() -> Stack {
-    let mut s = Stack::nginx("nginx-spawn-fcgi");
+fn nginx_spawn_fcgi(name: &str) -> Stack {
+    let mut s = Stack::nginx(name);
     s.start_spawn_fcgi_worker();
     s.install_deploy_site("nginx/fastcgi.conf");
     s.start_nginx();
@@ -69,29 +47,30 @@ fn nginx_spawn_fcgi() -> Stack {
 
 #[test]
 fn e2e_apache_mod_cgid() {
-    let s = apache_cgid();
+    let s = apache_cgid("apache-cgid");
     run_standard(&s);
     // the program's own log lines (stderr) land in Apache's error log under mod_cgid
     let log = read_lossy(&s.error_log);
-    assert!(log.contains("completed"), "no completion logged by the program:\n{log}");
+    assert!(
+        log.contains("completed"),
+        "no completion logged by the program:\n{log}"
+    );
 }
 
 #[test]
 fn e2e_nginx_fcgiwrap() {
-    let s = nginx_fcgiwrap();
+    let s = nginx_fcgiwrap("nginx-fcgiwrap");
     run_standard(&s);
 }
 
 #[test]
 fn e2e_nginx_spawn_fcgi() {
-    require_fastcgi!("nginx + spawn-fcgi");
-    let s = nginx_spawn_fcgi();
+    let s = nginx_spawn_fcgi("nginx-spawn-fcgi");
     run_standard(&s);
 }
 
 #[test]
 fn e2e_apache_mod_fcgid() {
-    require_fastcgi!("Apache mod_fcgid");
     let mut s = Stack::apache("apache-fcgid");
     s.install_deploy_site("apache/fcgid.conf");
     s.start_apache();
@@ -100,7 +79,6 @@ fn e2e_apache_mod_fcgid() {
 
 #[test]
 fn e2e_apache_mod_proxy_fcgi_systemd_units() {
-    require_fastcgi!("Apache mod_proxy_fcgi + systemd units");
     let mut s = Stack::apache("apache-proxy-fcgi");
     s.start_systemd_equivalent_worker();
     s.install_deploy_site("apache/proxy_fcgi.conf");
@@ -125,9 +103,16 @@ fn e2e_systemd_units_verify() {
     ];
     let units = dir.dir("units", false);
     for unit in ["resumable-cgi.socket", "resumable-cgi.service"] {
-        write(&units.join(unit), &render(&format!("systemd/{unit}"), &vars));
+        write(
+            &units.join(unit),
+            &render(&format!("systemd/{unit}"), &vars),
+        );
     }
-    if Command::new("systemd-analyze").arg("--version").output().is_err() {
+    if Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
         eprintln!("e2e PENDING systemd units: systemd-analyze not installed; units untested here");
         return;
     }
@@ -137,8 +122,15 @@ fn e2e_systemd_units_verify() {
         .arg(units.join("resumable-cgi.service"))
         .output()
         .unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success() && text.trim().is_empty(), "systemd-analyze verify:\n{text}");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && text.trim().is_empty(),
+        "systemd-analyze verify:\n{text}"
+    );
 }
 
 // ------------------------------------------------------------------ resume after a reload
@@ -147,8 +139,16 @@ fn e2e_systemd_units_verify() {
 /// server's access log that only the chunks the server did not have were sent again.
 fn reload_resume(stack: &Stack) {
     let src = stack.dir.path.join("src/reload");
-    let files = [("reload-r.bin", 12 * CHUNK + 4321, "resumable", "multipart", "resumable"),
-                 ("reload-f.bin", 10 * CHUNK + 99, "flow", "octet", "flow")];
+    let files = [
+        (
+            "reload-r.bin",
+            12 * CHUNK + 4321,
+            "resumable",
+            "multipart",
+            "resumable",
+        ),
+        ("reload-f.bin", 10 * CHUNK + 99, "flow", "octet", "flow"),
+    ];
     let mut steps = Vec::new();
     let mut shas = Vec::new();
     for (i, (name, size, lib, method, _)) in files.iter().enumerate() {
@@ -165,8 +165,13 @@ fn reload_resume(stack: &Stack) {
     let hits = access_log(&stack.access_log);
     for (i, (name, size, lib, _, prefix)) in files.iter().enumerate() {
         let s = step_summary(&result, &format!("reload-{lib}"));
-        assert!(s["failure"].is_null() && s["state"]["done"] == true && s["state"]["errors"] == json!([]),
-                "{} reload-{lib}: {s}", stack.name);
+        assert!(
+            s["failure"].is_null()
+                && s["state"]["done"] == true
+                && s["state"]["errors"] == json!([]),
+            "{} reload-{lib}: {s}",
+            stack.name
+        );
         assert_eq!(s["events"][0]["reloaded"], true);
         let total = (size / CHUNK) as u64;
         let before_ok = chunks(&hits, "POST", prefix, name, "before", Some(200));
@@ -181,33 +186,52 @@ fn reload_resume(stack: &Stack) {
              after reload test GETs {} (200 for {after_gets_200:?}), POSTs {after_posts:?}",
             stack.name, after_gets.len()
         );
-        assert!(b.len() >= 4, "{}: fewer chunks than planned before the reload", stack.name);
-        assert!(b.is_disjoint(&a), "{}: chunks the server had were sent again: {:?}", stack.name, b.intersection(&a).collect::<Vec<_>>());
-        assert!(!a.is_empty() && (a.len() as u64) < total, "{}: after the reload {a:?} of {total}", stack.name);
+        assert!(
+            b.len() >= 4,
+            "{}: fewer chunks than planned before the reload",
+            stack.name
+        );
+        assert!(
+            b.is_disjoint(&a),
+            "{}: chunks the server had were sent again: {:?}",
+            stack.name,
+            b.intersection(&a).collect::<Vec<_>>()
+        );
+        assert!(
+            !a.is_empty() && (a.len() as u64) < total,
+            "{}: after the reload {a:?} of {total}",
+            stack.name
+        );
         // every chunk was tested after the reload, and each stored one answered 200
-        assert_eq!(after_gets.iter().copied().collect::<BTreeSet<_>>(), (1..=total).collect());
+        assert_eq!(
+            after_gets.iter().copied().collect::<BTreeSet<_>>(),
+            (1..=total).collect()
+        );
         assert!(b.iter().all(|c| after_gets_200.contains(c)));
-        assert_eq!(after_posts.len(), a.len(), "a chunk was POSTed twice after the reload");
-        assert_eq!(sha256_file(&stack.upload_dir.join(name)), shas[i], "{}: {name}", stack.name);
+        assert_eq!(
+            after_posts.len(),
+            a.len(),
+            "a chunk was POSTed twice after the reload"
+        );
+        assert_eq!(
+            sha256_file(&stack.upload_dir.join(name)),
+            shas[i],
+            "{}: {name}",
+            stack.name
+        );
     }
 }
 
 #[test]
 fn e2e_reload_resume_apache_mod_cgid() {
-    let s = apache_cgid();
+    let s = apache_cgid("reload-apache-cgid");
     reload_resume(&s);
 }
 
 #[test]
 fn e2e_reload_resume_nginx_fastcgi() {
-    if fastcgi_available() {
-        let s = nginx_spawn_fcgi();
-        reload_resume(&s);
-    } else {
-        eprintln!("e2e PENDING reload-resume via nginx + FastCGI: no FastCGI transport yet; running it via nginx + fcgiwrap");
-        let s = nginx_fcgiwrap();
-        reload_resume(&s);
-    }
+    let s = nginx_spawn_fcgi("reload-nginx-spawn-fcgi");
+    reload_resume(&s);
 }
 
 // ------------------------------------------------------------------ swap the PHP script in place
@@ -222,18 +246,24 @@ fn swap_in_place(mut stack: Stack, deploy_site: &str, php_site: String) {
         Kind::Nginx => stack.start_nginx(),
         Kind::Apache => stack.start_apache(),
     }
-    assert_eq!(stack.probe_missing_status(), 404, "the PHP script should answer the URL first");
+    assert_eq!(
+        stack.probe_missing_status(),
+        404,
+        "the PHP script should answer the URL first"
+    );
     let name = "swap.bin";
     let size = 10 * CHUNK + 777;
     let total = (size / CHUNK) as u64;
     let src = stack.dir.path.join("src/swap").join(name);
     make_file(&src, size, 4242);
     let sha = sha256_file(&src);
-    let step = |mode: &str| json!([{
-        "id": format!("swap-{mode}"), "lib": "resumable", "target": stack.url, "mode": mode,
-        "atChunks": 4, "files": [src],
-        "opts": {"chunkSize": CHUNK, "simultaneousUploads": 1, "query": {"e2ephase": mode}},
-    }]);
+    let step = |mode: &str| {
+        json!([{
+            "id": format!("swap-{mode}"), "lib": "resumable", "target": stack.url, "mode": mode,
+            "atChunks": 4, "files": [src],
+            "opts": {"chunkSize": CHUNK, "simultaneousUploads": 1, "query": {"e2ephase": mode}},
+        }])
+    };
     let first = run_browser(&stack.dir, &stack.origin(), step("partial"));
     let s = step_summary(&first, "swap-partial");
     assert!(s["failure"].is_null(), "{s}");
@@ -241,9 +271,18 @@ fn swap_in_place(mut stack: Stack, deploy_site: &str, php_site: String) {
     let php_parts: BTreeSet<u64> = std::fs::read_dir(php_temp.join(&id))
         .unwrap_or_else(|e| panic!("PHP stored nothing under temp/{id}: {e}"))
         .flatten()
-        .filter_map(|e| e.file_name().to_str()?.strip_prefix("swap.bin.part")?.parse().ok())
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()?
+                .strip_prefix("swap.bin.part")?
+                .parse()
+                .ok()
+        })
         .collect();
-    assert!(php_parts.len() >= 4 && (php_parts.len() as u64) < total, "PHP parts {php_parts:?}");
+    assert!(
+        php_parts.len() >= 4 && (php_parts.len() as u64) < total,
+        "PHP parts {php_parts:?}"
+    );
 
     // the operator's switch: same URL, the shipped config, temp dir = the PHP script's temp/
     stack.temp_dir = php_temp.clone();
@@ -252,16 +291,29 @@ fn swap_in_place(mut stack: Stack, deploy_site: &str, php_site: String) {
 
     let second = run_browser(&stack.dir, &stack.origin(), step("upload"));
     let s = step_summary(&second, "swap-upload");
-    assert!(s["failure"].is_null() && s["state"]["done"] == true && s["state"]["errors"] == json!([]), "{s}");
+    assert!(
+        s["failure"].is_null() && s["state"]["done"] == true && s["state"]["errors"] == json!([]),
+        "{s}"
+    );
     let hits = access_log(&stack.access_log);
-    let after: BTreeSet<u64> = chunks(&hits, "POST", "resumable", name, "upload", None).into_iter().collect();
+    let after: BTreeSet<u64> = chunks(&hits, "POST", "resumable", name, "upload", None)
+        .into_iter()
+        .collect();
     eprintln!(
         "e2e {} swap: PHP stored parts {php_parts:?} of {total}; resumable-cgi received POSTs {after:?}",
         stack.name
     );
-    assert!(php_parts.is_disjoint(&after), "parts the PHP script had were uploaded again");
+    assert!(
+        php_parts.is_disjoint(&after),
+        "parts the PHP script had were uploaded again"
+    );
     assert_eq!(php_parts.len() + after.len(), total as usize);
-    assert_eq!(sha256_file(&stack.upload_dir.join(name)), sha, "{}: swapped upload", stack.name);
+    assert_eq!(
+        sha256_file(&stack.upload_dir.join(name)),
+        sha,
+        "{}: swapped upload",
+        stack.name
+    );
 }
 
 fn stack_probe(stack: &Stack) -> u16 {
@@ -270,18 +322,10 @@ fn stack_probe(stack: &Stack) -> u16 {
 
 #[test]
 fn e2e_swap_php_fpm_to_resumable_cgi_nginx() {
-    let s = Stack::nginx("swap-nginx");
+    let mut s = Stack::nginx("swap-nginx");
     let php = s.php_site_nginx();
-    if fastcgi_available() {
-        let mut s = s;
-        s.start_spawn_fcgi_worker();
-        swap_in_place(s, "nginx/fastcgi.conf", php);
-    } else {
-        eprintln!("e2e PENDING swap via nginx + FastCGI: no FastCGI transport yet; swapping to nginx + fcgiwrap");
-        let mut s = s;
-        s.start_fcgiwrap();
-        swap_in_place(s, "nginx/fcgiwrap.conf", php);
-    }
+    s.start_spawn_fcgi_worker();
+    swap_in_place(s, "nginx/fastcgi.conf", php);
 }
 
 #[test]

@@ -27,8 +27,21 @@ pub struct Case {
     pub at_chunks: usize,
 }
 
-fn case(id: &'static str, lib: &'static str, opts: Value, files: Vec<(&'static str, usize)>) -> Case {
-    Case { id, lib, opts, files, dir: false, mode: "upload", at_chunks: 0 }
+fn case(
+    id: &'static str,
+    lib: &'static str,
+    opts: Value,
+    files: Vec<(&'static str, usize)>,
+) -> Case {
+    Case {
+        id,
+        lib,
+        opts,
+        files,
+        dir: false,
+        mode: "upload",
+        at_chunks: 0,
+    }
 }
 
 /// Every case the issue asks for, for one server stack.
@@ -37,48 +50,127 @@ pub fn standard_cases() -> Vec<Case> {
     let multipart = |extra: Value| merge(json!({"chunkSize": c, "method": "multipart"}), extra);
     let octet = |extra: Value| merge(json!({"chunkSize": c, "method": "octet"}), extra);
     let mut v = vec![
-        case("flow-empty", "flow", multipart(json!({})), vec![("empty.bin", 0)]),
-        case("resumable-small", "resumable", multipart(json!({})), vec![("small-r.txt", 100_000)]),
-        case("flow-small-octet", "flow", octet(json!({})), vec![("small-f.bin", 1000)]),
+        case(
+            "flow-empty",
+            "flow",
+            multipart(json!({})),
+            vec![("empty.bin", 0)],
+        ),
+        case(
+            "resumable-small",
+            "resumable",
+            multipart(json!({})),
+            vec![("small-r.txt", 100_000)],
+        ),
+        case(
+            "flow-small-octet",
+            "flow",
+            octet(json!({})),
+            vec![("small-f.bin", 1000)],
+        ),
         // floor mode: 4 MiB - 1 is 3 chunks, the last one 2 MiB - 1 bytes
-        case("resumable-last2x", "resumable", multipart(json!({})), vec![("last2x-r.bin", 4 * c - 1)]),
-        case("flow-last2x-octet", "flow", octet(json!({})), vec![("last2x-f.bin", 3 * c - 1)]),
-        case("resumable-unicode-octet", "resumable", octet(json!({})),
-             vec![("Grüße – 日本語 ✓.bin", c + c / 2)]),
-        case("flow-unicode", "flow", multipart(json!({})),
-             vec![("Zoë’s café (draft) ☕.txt", 2 * c + 12345)]),
-        case("resumable-many", "resumable", multipart(json!({"simultaneousUploads": 3})),
-             vec![("many-r-1.bin", 2 * c + c / 2), ("many-r-2.bin", c), ("many-r-3.bin", 300_000),
-                  ("many-r-4.bin", 3 * c + 1)]),
-        case("flow-many-octet", "flow", octet(json!({"simultaneousUploads": 3})),
-             vec![("many-f-1.bin", 3 * c + 17), ("many-f-2.bin", 5000), ("many-f-3.bin", 2 * c)]),
-        case("resumable-prio-octet", "resumable",
-             octet(json!({"prioritizeFirstAndLastChunk": true, "simultaneousUploads": 3})),
-             vec![("prio-r.bin", 6 * c + c / 2)]),
-        case("flow-prio", "flow", multipart(json!({"prioritizeFirstAndLastChunk": true})),
-             vec![("prio-f.bin", 5 * c + 99)]),
+        case(
+            "resumable-last2x",
+            "resumable",
+            multipart(json!({})),
+            vec![("last2x-r.bin", 4 * c - 1)],
+        ),
+        case(
+            "flow-last2x-octet",
+            "flow",
+            octet(json!({})),
+            vec![("last2x-f.bin", 3 * c - 1)],
+        ),
+        case(
+            "resumable-unicode-octet",
+            "resumable",
+            octet(json!({})),
+            vec![("Grüße – 日本語 ✓.bin", c + c / 2)],
+        ),
+        case(
+            "flow-unicode",
+            "flow",
+            multipart(json!({})),
+            vec![("Zoë’s café (draft) ☕.txt", 2 * c + 12345)],
+        ),
+        case(
+            "resumable-many",
+            "resumable",
+            multipart(json!({"simultaneousUploads": 3})),
+            vec![
+                ("many-r-1.bin", 2 * c + c / 2),
+                ("many-r-2.bin", c),
+                ("many-r-3.bin", 300_000),
+                ("many-r-4.bin", 3 * c + 1),
+            ],
+        ),
+        case(
+            "flow-many-octet",
+            "flow",
+            octet(json!({"simultaneousUploads": 3})),
+            vec![
+                ("many-f-1.bin", 3 * c + 17),
+                ("many-f-2.bin", 5000),
+                ("many-f-3.bin", 2 * c),
+            ],
+        ),
+        case(
+            "resumable-prio-octet",
+            "resumable",
+            octet(json!({"prioritizeFirstAndLastChunk": true, "simultaneousUploads": 3})),
+            vec![("prio-r.bin", 6 * c + c / 2)],
+        ),
+        case(
+            "flow-prio",
+            "flow",
+            multipart(json!({"prioritizeFirstAndLastChunk": true})),
+            vec![("prio-f.bin", 5 * c + 99)],
+        ),
     ];
     v.push(Case {
         dir: true,
-        ..case("resumable-folder", "resumable", multipart(json!({"simultaneousUploads": 3})),
-               vec![("album-r/2024/a.bin", c + 200_000), ("album-r/2024/b c.bin", 10_000),
-                    ("album-r/cover.bin", 2 * c + 3)])
+        ..case(
+            "resumable-folder",
+            "resumable",
+            multipart(json!({"simultaneousUploads": 3})),
+            vec![
+                ("album-r/2024/a.bin", c + 200_000),
+                ("album-r/2024/b c.bin", 10_000),
+                ("album-r/cover.bin", 2 * c + 3),
+            ],
+        )
     });
     v.push(Case {
         dir: true,
-        ..case("flow-folder-octet", "flow", octet(json!({})),
-               vec![("album-f/x/y/deep.bin", c / 3), ("album-f/top.bin", 2 * c + 1)])
+        ..case(
+            "flow-folder-octet",
+            "flow",
+            octet(json!({})),
+            vec![
+                ("album-f/x/y/deep.bin", c / 3),
+                ("album-f/top.bin", 2 * c + 1),
+            ],
+        )
     });
     v.push(Case {
         mode: "pause-resume",
         at_chunks: 2,
-        ..case("resumable-pause", "resumable", multipart(json!({"simultaneousUploads": 3})),
-               vec![("pause-r.bin", 8 * c + 5)])
+        ..case(
+            "resumable-pause",
+            "resumable",
+            multipart(json!({"simultaneousUploads": 3})),
+            vec![("pause-r.bin", 8 * c + 5)],
+        )
     });
     v.push(Case {
         mode: "pause-resume",
         at_chunks: 2,
-        ..case("flow-pause-octet", "flow", octet(json!({})), vec![("pause-f.bin", 6 * c + 77)])
+        ..case(
+            "flow-pause-octet",
+            "flow",
+            octet(json!({})),
+            vec![("pause-f.bin", 6 * c + 77)],
+        )
     });
     v
 }
@@ -124,7 +216,11 @@ impl Case {
             let top = self.files[0].0.split('/').next().unwrap();
             step["dir"] = json!(root.join(top));
         } else {
-            step["files"] = json!(self.files.iter().map(|(r, _)| root.join(r)).collect::<Vec<_>>());
+            step["files"] = json!(self
+                .files
+                .iter()
+                .map(|(r, _)| root.join(r))
+                .collect::<Vec<_>>());
         }
         step
     }
@@ -147,7 +243,10 @@ pub fn run_standard(stack: &Stack) {
     let mut expected: BTreeMap<String, String> = BTreeMap::new();
     for (i, c) in cases.iter().enumerate() {
         for (stored, sha) in c.prepare(stack, i as u64 + 1) {
-            assert!(expected.insert(stored.clone(), sha).is_none(), "duplicate {stored}");
+            assert!(
+                expected.insert(stored.clone(), sha).is_none(),
+                "duplicate {stored}"
+            );
         }
     }
     let steps: Vec<Value> = cases.iter().map(|c| c.step(stack)).collect();
@@ -175,9 +274,17 @@ pub fn run_standard(stack: &Stack) {
         if c.mode == "pause-resume" {
             let ev = &s["events"][0];
             assert_eq!(ev["paused"], true, "{}: {s}", c.id);
-            assert_eq!(ev["doneWhilePaused"], false, "{}: finished before the pause: {s}", c.id);
+            assert_eq!(
+                ev["doneWhilePaused"], false,
+                "{}: finished before the pause: {s}",
+                c.id
+            );
             // nothing completes while paused (in-flight chunks are aborted by pause())
-            assert_eq!(ev["chunksAtPause"], ev["chunksAfterWait"], "{}: chunks went on while paused", c.id);
+            assert_eq!(
+                ev["chunksAtPause"], ev["chunksAfterWait"],
+                "{}: chunks went on while paused",
+                c.id
+            );
         }
     }
     let stored = tree(&stack.upload_dir);
@@ -192,7 +299,10 @@ pub fn run_standard(stack: &Stack) {
             None => failures.push(leak(format!("{rel}: not stored"))),
         }
     }
-    let extra: BTreeSet<&String> = stored.keys().filter(|k| !expected.contains_key(*k)).collect();
+    let extra: BTreeSet<&String> = stored
+        .keys()
+        .filter(|k| !expected.contains_key(*k))
+        .collect();
     assert!(
         failures.is_empty() && extra.is_empty(),
         "{}: failures {failures:?}, unexpected files {extra:?}\nupload dir: {stored:#?}\nbrowser console: {}\nerror log:\n{}",
@@ -216,11 +326,19 @@ fn leak(s: String) -> &'static str {
 
 /// Bookkeeping the program may keep inside the upload dir (staging), not published files.
 fn is_internal(rel: &str) -> bool {
-    rel.split('/').any(|c| c.starts_with('.') || c.starts_with('~'))
+    rel.split('/')
+        .any(|c| c.starts_with('.') || c.starts_with('~'))
 }
 
 /// Chunk numbers of requests in `hits` that carry `name_param=filename` and `e2ephase=phase`.
-pub fn chunks(hits: &[Hit], method: &str, prefix: &str, filename: &str, phase: &str, status: Option<u16>) -> Vec<u64> {
+pub fn chunks(
+    hits: &[Hit],
+    method: &str,
+    prefix: &str,
+    filename: &str,
+    phase: &str,
+    status: Option<u16>,
+) -> Vec<u64> {
     let mut v: Vec<u64> = hits
         .iter()
         .filter(|h| h.method == method)

@@ -31,7 +31,11 @@ pub struct TestDir {
 
 impl TestDir {
     pub fn new(name: &str) -> TestDir {
-        let path = std::env::temp_dir().join(format!("rcgi-e2e-{name}-{}", std::process::id()));
+        // unique per process and per call: tests run in parallel threads of one process
+        static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let path =
+            std::env::temp_dir().join(format!("rcgi-e2e-{name}-{}-{seq}", std::process::id()));
         let _ = fs::remove_dir_all(&path);
         fs::create_dir_all(&path).unwrap();
         fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
@@ -151,7 +155,11 @@ impl Proc {
                     };
                 }
             }
-            assert!(Instant::now() < deadline, "{name}: no pid in {}", pidfile.display());
+            assert!(
+                Instant::now() < deadline,
+                "{name}: no pid in {}",
+                pidfile.display()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -216,7 +224,12 @@ fn unsafe_kill(pid: i32, sig: i32) {
 pub fn alive(pid: i32) -> bool {
     match fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(stat) => {
-            let state = stat.rsplit(')').next().unwrap_or("").split_whitespace().next();
+            let state = stat
+                .rsplit(')')
+                .next()
+                .unwrap_or("")
+                .split_whitespace()
+                .next();
             state != Some("Z")
         }
         Err(_) => false,
@@ -233,7 +246,10 @@ pub fn children_of(pid: i32) -> Vec<i32> {
             };
             if let Ok(stat) = fs::read_to_string(format!("/proc/{p}/stat")) {
                 let after = stat.rsplit(')').next().unwrap_or("");
-                let ppid = after.split_whitespace().nth(1).and_then(|s| s.parse::<i32>().ok());
+                let ppid = after
+                    .split_whitespace()
+                    .nth(1)
+                    .and_then(|s| s.parse::<i32>().ok());
                 if ppid == Some(pid) {
                     out.push(p);
                 }
@@ -256,7 +272,11 @@ pub fn wait_for_port(port: u16, what: &str, log: &Path) {
 pub fn wait_for_socket(path: &Path, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(15);
     while std::os::unix::net::UnixStream::connect(path).is_err() {
-        assert!(Instant::now() < deadline, "{what}: no socket at {}", path.display());
+        assert!(
+            Instant::now() < deadline,
+            "{what}: no socket at {}",
+            path.display()
+        );
         std::thread::sleep(Duration::from_millis(25));
     }
 }
@@ -300,7 +320,9 @@ pub fn write_bytes(path: &Path, data: &[u8]) {
 /// Every regular file under `root`, relative, with its sha256.
 pub fn tree(root: &Path) -> BTreeMap<String, String> {
     fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, String>) {
-        let Ok(entries) = fs::read_dir(dir) else { return };
+        let Ok(entries) = fs::read_dir(dir) else {
+            return;
+        };
         for e in entries.flatten() {
             let p = e.path();
             let ft = e.file_type().unwrap();
@@ -369,7 +391,9 @@ pub fn run_browser(dir: &TestDir, origin: &str, steps: serde_json::Value) -> ser
     let log_path = dir.path.join("browser.log");
     let script = repo().join("tests/js/e2e-browser.mjs");
     let mut cmd = Command::new("node");
-    cmd.arg(&script).arg(&plan_path).current_dir(repo().join("tests/js"));
+    cmd.arg(&script)
+        .arg(&plan_path)
+        .current_dir(repo().join("tests/js"));
     let out_path = dir.path.join("browser.out");
     let mut proc = Proc::spawn("node e2e-browser", &mut cmd, &out_path);
     let deadline = Instant::now() + Duration::from_secs(300);

@@ -66,8 +66,22 @@ impl Stack {
             ("TEMP_DIR", self.temp_dir.display().to_string()),
             ("UPLOAD_DIR", self.upload_dir.display().to_string()),
             ("SOCKET", self.socket().display().to_string()),
-            ("FCGIWRAP_SOCKET", self.dir.path.join("run/fcgiwrap.sock").display().to_string()),
-            ("PIDFILE", self.dir.path.join("run/spawn-fcgi.pid").display().to_string()),
+            (
+                "FCGIWRAP_SOCKET",
+                self.dir
+                    .path
+                    .join("run/fcgiwrap.sock")
+                    .display()
+                    .to_string(),
+            ),
+            (
+                "PIDFILE",
+                self.dir
+                    .path
+                    .join("run/spawn-fcgi.pid")
+                    .display()
+                    .to_string(),
+            ),
         ]
     }
 
@@ -132,7 +146,12 @@ Include {root}/conf.d/*.conf
         self.dir.dir("run", false);
         let conf_path = root.join("httpd.conf");
         write(&conf_path, &conf);
-        let out = Command::new("apache2").arg("-t").arg("-f").arg(&conf_path).output().unwrap();
+        let out = Command::new("apache2")
+            .arg("-t")
+            .arg("-f")
+            .arg(&conf_path)
+            .output()
+            .unwrap();
         assert!(
             out.status.success(),
             "apache2 -t: {}",
@@ -141,7 +160,11 @@ Include {root}/conf.d/*.conf
         let log = root.join("logs/apache.out");
         let p = Proc::spawn(
             "apache2",
-            Command::new("apache2").arg("-f").arg(&conf_path).arg("-D").arg("FOREGROUND"),
+            Command::new("apache2")
+                .arg("-f")
+                .arg(&conf_path)
+                .arg("-D")
+                .arg("FOREGROUND"),
             &log,
         );
         self.procs.push(p);
@@ -199,7 +222,11 @@ http {{
         let mut t = Command::new("nginx");
         args(&mut t);
         let out = t.arg("-t").output().unwrap();
-        assert!(out.status.success(), "nginx -t: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "nginx -t: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let mut cmd = Command::new("nginx");
         args(&mut cmd);
         cmd.arg("-g").arg("daemon off;");
@@ -218,7 +245,11 @@ http {{
         }
         let deadline = Instant::now() + Duration::from_secs(15);
         while !probe() {
-            assert!(Instant::now() < deadline, "{}: reload not in effect", self.name);
+            assert!(
+                Instant::now() < deadline,
+                "{}: reload not in effect",
+                self.name
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -228,7 +259,10 @@ http {{
             Kind::Nginx => "nginx",
             Kind::Apache => "apache2",
         };
-        self.procs.iter().position(|p| p.name == name).expect("server started")
+        self.procs
+            .iter()
+            .position(|p| p.name == name)
+            .expect("server started")
     }
 
     // ---------------------------------------------------------------- FastCGI side
@@ -244,7 +278,17 @@ http {{
                 .args(["-n", "-s"])
                 .arg(&sock)
                 .args(["-M", "0660", "-U", "www-data", "-G", "www-data"])
-                .args(["-u", "www-data", "-g", "www-data", "--", "/usr/sbin/fcgiwrap", "-f", "-c", "2"]),
+                .args([
+                    "-u",
+                    "www-data",
+                    "-g",
+                    "www-data",
+                    "--",
+                    "/usr/sbin/fcgiwrap",
+                    "-f",
+                    "-c",
+                    "2",
+                ]),
             &log,
         );
         self.procs.insert(0, p);
@@ -327,7 +371,10 @@ http {{
                 php.push('\n');
             }
         }
-        assert!(php.contains("move_uploaded_file"), "PHP sample not found in the package");
+        assert!(
+            php.contains("move_uploaded_file"),
+            "PHP sample not found in the package"
+        );
         write(&script_dir.join("upload.php"), &php);
         let php_tmp = self.dir.dir("php-upload-tmp", true);
         let sock = root.join("run/php-fpm.sock");
@@ -359,7 +406,10 @@ php_admin_value[upload_tmp_dir] = {tmp}
         write(&conf_path, &conf);
         let p = Proc::spawn(
             "php-fpm",
-            Command::new("php-fpm8.2").arg("-F").arg("-y").arg(&conf_path),
+            Command::new("php-fpm8.2")
+                .arg("-F")
+                .arg("-y")
+                .arg(&conf_path),
             &root.join("logs/php-fpm.out"),
         );
         self.procs.insert(0, p);
