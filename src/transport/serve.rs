@@ -538,7 +538,7 @@ fn listing_page(upload_dir: &Path) -> Reply {
     };
     let mut html = String::from(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <title>Uploaded files</title>\
+         <title>Uploaded files</title><link rel=\"icon\" href=\"data:,\">\
          <style>body{font:15px/1.5 system-ui,sans-serif;max-width:50rem;margin:2rem auto;padding:0 1rem}\
          table{border-collapse:collapse;width:100%}td,th{text-align:left;padding:.3rem .6rem;\
          border-bottom:1px solid #ddd}td.size{text-align:right;white-space:nowrap}</style>\
