@@ -1,5 +1,6 @@
 //! The demo page's own uploader in headless Chromium against `resumable-cgi serve`: two files,
-//! one resumed after a page reload, checked on disk and against the server's log.
+//! one paused and resumed, one resumed after a page reload, checked on disk and against the
+//! server's log; a third refused by the server's size limit, shown in words.
 
 mod common;
 mod serve_support;
@@ -61,7 +62,7 @@ fn run_demo_page(url: &str, work: &Path, out: &Path) -> (bool, String) {
 
 #[test]
 fn demo_page_uploads_two_files_and_resumes_one_after_a_reload() {
-    let server = DevServer::start();
+    let server = DevServer::start_with(&[("RESUMABLE_MAX_FILE_SIZE", "7M")]);
     let work = tempfile::tempdir().unwrap();
     let out = work.path().join("node.out");
     let (ok, output) = run_demo_page(&server.url(), work.path(), &out);
@@ -137,5 +138,13 @@ fn demo_page_uploads_two_files_and_resumes_one_after_a_reload() {
         "resumed after the reload: {skipped_after} of {total} chunks were on the server, \
          {posts_after} sent"
     );
+
+    // Paused part-way (no chunk moved while paused), then finished.
+    let pause = &result["pause"];
+    assert!(pause["pausedAt"].as_u64().unwrap() < pause["total"].as_u64().unwrap());
+    assert_eq!(pause["pausedAt"], pause["stillAt"]);
+    // The refused file: a 415 from the server, shown in words, nothing published.
+    assert!(log.contains("-> 415: file of 8388608 bytes is larger than the maximum of 7340032"));
+    assert!(!server.upload_dir().join("too-big.bin").exists());
     assert!(!log.contains("panicked"), "{log}");
 }

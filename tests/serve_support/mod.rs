@@ -36,11 +36,21 @@ pub struct DevServer {
 impl DevServer {
     /// A server over fresh temp and upload dirs given through the RESUMABLE_* settings.
     pub fn start() -> DevServer {
+        DevServer::start_with(&[])
+    }
+
+    /// Like [`DevServer::start`], with more settings (`RESUMABLE_MAX_FILE_SIZE`, ...).
+    pub fn start_with(settings: &[(&str, &str)]) -> DevServer {
         let dirs = Dirs::new();
-        let env = vec![
+        let mut env = vec![
             ("RESUMABLE_TEMP_DIR".to_string(), dirs.temp.clone()),
             ("RESUMABLE_UPLOAD_DIR".to_string(), dirs.uploads.clone()),
         ];
+        env.extend(
+            settings
+                .iter()
+                .map(|(name, value)| (name.to_string(), PathBuf::from(value))),
+        );
         let (root, temp, uploads) = (
             dirs.root.path().to_path_buf(),
             dirs.temp.clone(),
