@@ -223,3 +223,30 @@ fn bad_arguments_exit_2_and_a_busy_port_exits_1() {
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("cannot listen"));
 }
+
+/// The body streams from the socket to the disk and back: a 96 MiB chunk in and out leaves the
+/// server's peak RSS far below the chunk's size.
+#[test]
+fn big_bodies_stream_in_constant_memory() {
+    let server = DevServer::start_with(&[("RESUMABLE_MAX_CHUNK_SIZE", "128M")]);
+    let size = 96 << 20;
+    let upload = Upload::new(
+        Client::ResumableOctet,
+        "big.bin",
+        pseudo_random(size, 11),
+        size as u64,
+    );
+    let done = scenarios::upload_all(&server, &upload);
+    scenarios::assert_published(&server, &upload, &done);
+    let download = server.get("/files/big.bin");
+    assert_eq!(download.header("Content-Length"), Some("100663296"));
+    assert_eq!(sha256_hex(&download.body), upload.sha256());
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid())).unwrap();
+    let peak_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM");
+    eprintln!("dev server peak RSS after 96 MiB in and out: {peak_kib} KiB");
+    assert!(peak_kib < 16 * 1024, "peak RSS {peak_kib} KiB");
+}
