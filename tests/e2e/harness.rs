@@ -176,28 +176,41 @@ impl Proc {
     }
 
     fn stop(&mut self) {
-        for child in children_of(self.pid) {
+        // The parent first, then the children it had: a supervisor such as fcgiwrap -c N respawns
+        // a worker that dies while it still runs (killing children first leaked respawned ones).
+        let children = children_of(self.pid);
+        unsafe_kill(self.pid, 15);
+        if !self.wait_gone(Duration::from_secs(5)) {
+            unsafe_kill(self.pid, 9);
+            self.wait_gone(Duration::from_secs(5));
+        }
+        for &child in &children {
             unsafe_kill(child, 15);
         }
-        unsafe_kill(self.pid, 15);
         let deadline = Instant::now() + Duration::from_secs(5);
+        while children.iter().any(|&c| alive(c)) {
+            if Instant::now() > deadline {
+                for &child in &children {
+                    unsafe_kill(child, 9);
+                }
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn wait_gone(&mut self, grace: Duration) -> bool {
+        let deadline = Instant::now() + grace;
         loop {
             let gone = match &mut self.child {
                 Some(c) => !matches!(c.try_wait(), Ok(None)),
                 None => !alive(self.pid),
             };
             if gone {
-                break;
+                return true;
             }
             if Instant::now() > deadline {
-                for child in children_of(self.pid) {
-                    unsafe_kill(child, 9);
-                }
-                unsafe_kill(self.pid, 9);
-                if let Some(c) = &mut self.child {
-                    let _ = c.wait();
-                }
-                break;
+                return false;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -210,13 +223,17 @@ impl Drop for Proc {
     }
 }
 
+/// kill(2) for one PID this test started (never a group, never by name).
 fn unsafe_kill(pid: i32, sig: i32) {
-    if pid > 1 {
-        let _ = Command::new("kill")
-            .arg(format!("-{sig}"))
-            .arg(pid.to_string())
-            .stderr(Stdio::null())
-            .status();
+    use rustix::process::{kill_process, Pid, Signal};
+    let signal = match sig {
+        1 => Signal::HUP,
+        9 => Signal::KILL,
+        10 => Signal::USR1,
+        _ => Signal::TERM,
+    };
+    if let Some(pid) = Pid::from_raw(pid).filter(|_| pid > 1) {
+        let _ = kill_process(pid, signal);
     }
 }
 

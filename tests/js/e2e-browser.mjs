@@ -30,6 +30,7 @@ const PAGE = `<!doctype html><html><head><meta charset="utf-8"><title>e2e</title
 <body><script>
 window.cases = {}; window.uploaders = {};
 // One uploader + one file input per case; state the test runner polls.
+function short(m) { m = String(m); return m.length > 300 ? m.slice(0, 300) + '...' : m; }
 window.setupCase = function (id, lib, target, opts, isDir) {
   const input = document.createElement('input');
   input.type = 'file'; input.id = 'in-' + id; document.body.appendChild(input);
@@ -41,8 +42,8 @@ window.setupCase = function (id, lib, target, opts, isDir) {
     r.assignBrowse(input, isDir);
     r.on('filesAdded', function (files) { st.added += files.length; r.upload(); });
     r.on('fileSuccess', function (f, m) { st.successes.push({ name: f.fileName, rel: f.relativePath, size: f.size, message: m }); });
-    r.on('fileError', function (f, m) { st.errors.push(f.fileName + ': ' + m); });
-    r.on('error', function (m, f) { st.errors.push('error: ' + m); });
+    r.on('fileError', function (f, m) { st.errors.push(f.fileName + ': ' + short(m)); });
+    r.on('error', function (m, f) { st.errors.push('error: ' + short(m)); });
     r.on('complete', function () { st.done = true; });
   } else {
     const fl = new Flow(Object.assign({ target: target }, opts));
@@ -51,7 +52,7 @@ window.setupCase = function (id, lib, target, opts, isDir) {
     // upload() from filesSubmitted: from fileAdded nothing would be sent (environment.md 5)
     fl.on('filesSubmitted', function (files) { st.added += files.length; fl.upload(); });
     fl.on('fileSuccess', function (f, m) { st.successes.push({ name: f.name, rel: f.relativePath, size: f.size, message: m }); });
-    fl.on('fileError', function (f, m) { st.errors.push(f.name + ': ' + m); });
+    fl.on('fileError', function (f, m) { st.errors.push(f.name + ': ' + short(m)); });
     fl.on('complete', function () { st.done = true; });
   }
 };
@@ -92,7 +93,9 @@ async function runStep(page, step) {
   await page.goto(url);
   await setup(page, step, 'before');
   if (step.mode === 'pause-resume') {
-    await page.waitForFunction(([id, n]) => window.chunksDone(id) >= n, [step.id, step.atChunks], { polling: 10, timeout: 60000 });
+    // (stop waiting early when the upload failed: the final state reports why)
+    await page.waitForFunction(([id, n]) => window.chunksDone(id) >= n || window.cases[id].errors.length > 0,
+      [step.id, step.atChunks], { polling: 10, timeout: 30000 });
     await page.evaluate((id) => window.pauseCase(id), step.id);
     const atPause = await page.evaluate((id) => window.chunksDone(id), step.id);
     await page.waitForTimeout(500);
@@ -102,7 +105,8 @@ async function runStep(page, step) {
     await page.evaluate((id) => window.resumeCase(id), step.id);
   } else if (step.mode === 'partial') {
     // stop after N chunks (pause aborts what is in flight) and leave the rest for a later run
-    await page.waitForFunction(([id, n]) => window.chunksDone(id) >= n, [step.id, step.atChunks], { polling: 10, timeout: 60000 });
+    await page.waitForFunction(([id, n]) => window.chunksDone(id) >= n || window.cases[id].errors.length > 0,
+      [step.id, step.atChunks], { polling: 10, timeout: 30000 });
     await page.evaluate((id) => window.pauseCase(id), step.id);
     await page.waitForTimeout(300);
     result.state = await page.evaluate((id) => window.cases[id], step.id);
