@@ -8,9 +8,10 @@
 //!    only ever shows a complete file;
 //! 3. the completion record is written (temp + rename): a crash between 2 and 3 leaves the
 //!    staging file with two links, and the next attempt finds the published name by inode
-//!    instead of publishing a second copy;
+//!    instead of publishing a second copy. So the staging file must outlive the record: it is
+//!    the only trace of the publish until the record exists;
 //! 4. the staging file and the parts are removed: a crash here leaves a record, and the next
-//!    request finishes the cleanup.
+//!    request finishes the cleanup (the staging file's second link included).
 
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -55,6 +56,7 @@ pub(super) fn commit_and_complete(
     if let Some(done) = read_record(&upload, key)? {
         // A late duplicate: nothing is recreated, and a cleanup a crash interrupted is finished.
         drop(pending);
+        remove_staging(store, key)?;
         remove_parts(&upload)?;
         return Ok(Progress::AlreadyComplete(done));
     }
@@ -66,6 +68,7 @@ pub(super) fn commit_and_complete(
     };
     let completion = assemble_and_publish(store, &upload, key, parts)?;
     write_record(&upload, &completion)?;
+    remove_staging(store, key)?;
     remove_parts(&upload)?;
     Ok(Progress::Completed(completion))
 }
@@ -104,11 +107,7 @@ fn assemble_and_publish(
     let root = store.upload_root()?;
     let staging_dir = fsutil::ensure_dir(root.as_fd(), STAGING_DIR, 0o700)
         .map_err(StoreError::io("opening the staging directory"))?;
-    let staging = layout::staging_name(&[
-        key.user.as_deref().unwrap_or(""),
-        &key.identifier,
-        &key.filename,
-    ]);
+    let staging = staging_name(key);
     let (folders, name) = layout::published_path(&key.filename, key.relative_path.as_deref());
     let mut target = root;
     for folder in &folders {
@@ -124,18 +123,19 @@ fn assemble_and_publish(
         path
     };
 
+    // The staging file stays until the record is written (see the header): removed by
+    // remove_staging after write_record.
     if let Some(published) = find_earlier_publish(&staging_dir, &staging, &target, &name)? {
-        fsutil::remove_file(staging_dir.as_fd(), &staging)
-            .map_err(StoreError::io("removing the staging file"))?;
         return Ok(Completion {
             file: relative(&published),
             size: key.total_size,
         });
     }
 
-    let guard = StagingGuard {
+    let mut guard = StagingGuard {
         dir: staging_dir.as_fd(),
         name: &staging,
+        armed: true,
     };
     assemble(upload, parts, key.total_size, staging_dir.as_fd(), &staging)?;
     let mut published = None;
@@ -151,8 +151,10 @@ fn assemble_and_publish(
         }
     }
     let published = published.ok_or_else(|| StoreError::NoFreeName(relative(&name)))?;
+    // Published: from here the staging file is the second link that lets a retry find the
+    // published name if this process dies before the record is written.
+    guard.armed = false;
     fsutil::sync_dir(&target).map_err(StoreError::io("syncing the upload directory"))?;
-    drop(guard);
     Ok(Completion {
         file: relative(&published),
         size: key.total_size,
@@ -222,12 +224,37 @@ fn find_earlier_publish(
 struct StagingGuard<'a> {
     dir: BorrowedFd<'a>,
     name: &'a str,
+    /// Cleared once the file is published.
+    armed: bool,
 }
 
 impl Drop for StagingGuard<'_> {
     fn drop(&mut self) {
-        let _ = fsutil::remove_file(self.dir, self.name);
+        if self.armed {
+            let _ = fsutil::remove_file(self.dir, self.name);
+        }
     }
+}
+
+fn staging_name(key: &UploadKey) -> String {
+    layout::staging_name(&[
+        key.user.as_deref().unwrap_or(""),
+        &key.identifier,
+        &key.filename,
+    ])
+}
+
+/// Removes the staging name of a published upload (the published name keeps the file), once
+/// the record exists. Nothing to do when there is none.
+fn remove_staging(store: &Store, key: &UploadKey) -> Result<()> {
+    let root = store.upload_root()?;
+    let staging_dir = match fsutil::open_dir(root.as_fd(), STAGING_DIR) {
+        Ok(dir) => dir,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(StoreError::io("opening the staging directory")(e)),
+    };
+    fsutil::remove_file(staging_dir.as_fd(), &staging_name(key))
+        .map_err(StoreError::io("removing the staging file"))
 }
 
 pub(super) fn read_record(

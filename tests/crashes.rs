@@ -1,0 +1,431 @@
+//! SIGKILL at every step of storing a chunk and completing an upload, hundreds of times.
+//!
+//! The narrow windows (after the body is written, before its rename, halfway through assembly,
+//! between publishing and the completion record, during cleanup) are hit deterministically
+//! with strace's syscall tampering: `strace -e inject=<syscall>:signal=SIGKILL:when=<n>` kills
+//! the very release binary at the entry of its n-th such syscall, before it runs. No
+//! fault-injection code exists in the program itself. Wider windows are hit by killing the
+//! process by PID while its body streams in, and at random times.
+//!
+//! After each kill the client does what it would do after a network error: it retries the
+//! request, or (a reloaded page) tests every chunk and uploads the missing ones. Then: exactly
+//! one published copy with the right bytes, nothing left in the temp or staging dirs, and a
+//! watcher thread that looked at the upload dir all along never saw a partial file.
+
+mod common;
+mod reliability;
+
+use std::io::Write;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use reliability::*;
+use serde_json::Value;
+
+const STRACE: &str = "/usr/bin/strace";
+const CHUNK: u64 = 4096;
+const LIMIT: Duration = Duration::from_secs(30);
+
+/// A named point of the store, as the syscall whose entry it is. The sequence of the request
+/// that completes an upload (see src/store/complete.rs): write the body to the chunk's temp
+/// file; flock; renameat (chunk into place); copy_file_range per part; fsync (staging);
+/// linkat (publish); fsync (upload dir); fsync (record); renameat (record); unlinkat
+/// (staging); unlinkat (parts).
+#[derive(Debug, Clone, Copy)]
+struct Point {
+    name: &'static str,
+    syscall: &'static str,
+    when: u32,
+    /// Only the request that completes the upload reaches it.
+    completing: bool,
+}
+
+const POINTS: [Point; 8] = [
+    Point {
+        name: "after_chunk_write",
+        syscall: "flock",
+        when: 1,
+        completing: false,
+    },
+    Point {
+        name: "before_rename",
+        syscall: "renameat",
+        when: 1,
+        completing: false,
+    },
+    Point {
+        name: "mid_assembly",
+        syscall: "copy_file_range",
+        when: 3,
+        completing: true,
+    },
+    Point {
+        name: "assembled_before_publish",
+        syscall: "linkat",
+        when: 1,
+        completing: true,
+    },
+    Point {
+        name: "after_publish_before_record",
+        syscall: "fsync",
+        when: 2,
+        completing: true,
+    },
+    Point {
+        name: "record_written_before_rename",
+        syscall: "renameat",
+        when: 2,
+        completing: true,
+    },
+    Point {
+        name: "after_record_before_cleanup",
+        syscall: "unlinkat",
+        when: 1,
+        completing: true,
+    },
+    Point {
+        name: "mid_cleanup",
+        syscall: "unlinkat",
+        when: 3,
+        completing: true,
+    },
+];
+
+#[derive(Debug, Clone, Copy)]
+enum Fault {
+    At(Point),
+    /// Killed by PID while the body is only partly sent and partly written.
+    WhileStreaming,
+    /// Killed by PID after a random delay while the completing chunk is processed.
+    RandomTime,
+}
+
+fn require_strace() {
+    assert!(
+        Path::new(STRACE).exists(),
+        "{STRACE} is needed to kill the binary at exact points (scripts/install-test-deps installs it)"
+    );
+}
+
+/// The CGI command for `request`, run under strace that kills it at `point`.
+fn under_strace(cgi: &Cgi, request: &TestRequest, point: Point) -> Command {
+    let base = cgi.command(request);
+    let mut command = Command::new(STRACE);
+    command
+        .args(["-f", "-qq", "-o", "/dev/null", "-e"])
+        .arg(format!("trace={}", point.syscall))
+        .arg("-e")
+        .arg(format!(
+            "inject={}:signal=SIGKILL:when={}",
+            point.syscall, point.when
+        ))
+        .arg(binary())
+        .env_clear()
+        .current_dir(cgi.dirs.root.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (name, value) in base.get_envs() {
+        if let Some(value) = value {
+            command.env(name, value);
+        }
+    }
+    command
+}
+
+fn killed(status: &ExitStatus) -> bool {
+    // strace re-raises the tracee's fatal signal on itself (or exits 128+9).
+    status.signal() == Some(libc::SIGKILL) || status.code() == Some(128 + libc::SIGKILL)
+}
+
+/// Spawns `command`, writes `body` from a thread, waits (bounded). Killed on any failure.
+fn run_to_end(mut command: Command, body: &[u8]) -> (ExitStatus, Vec<u8>, String) {
+    let mut child = Guarded::new(command.spawn().expect("spawn"));
+    let mut stdin = child.child().stdin.take().expect("stdin");
+    let body = body.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&body);
+    });
+    let (status, stdout, stderr) = child.finish(LIMIT);
+    let _ = writer.join();
+    let stderr = String::from_utf8_lossy(&stderr).into_owned();
+    assert!(!stderr.contains("panicked"), "panic: {stderr}");
+    (status, stdout, stderr)
+}
+
+/// Kills the CGI process once part of the body is written to the chunk's temp file.
+fn kill_while_streaming(
+    cgi: &Cgi,
+    request: &TestRequest,
+    held_back: usize,
+    context: &str,
+) -> ExitStatus {
+    let mut child = Guarded::new(cgi.command(request).spawn().expect("spawn"));
+    let mut stdin = child.child().stdin.take().expect("stdin");
+    // Everything but the last `held_back` bytes, in small pieces: the file part is under way, never
+    // finished. (The multipart intake does one blocking read per step of multer's parser, so
+    // it needs many small reads, not just the bytes, before it reaches the file part.)
+    let cut = request.body.len().saturating_sub(held_back);
+    for piece in request.body[..cut].chunks(32) {
+        stdin.write_all(piece).expect("partial body");
+        std::thread::sleep(Duration::from_micros(300));
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !temp_file_has_bytes(&cgi.dirs.temp) {
+        assert!(
+            Instant::now() < deadline,
+            "{context}: the chunk's temp file never appeared: {:?}",
+            snapshot(&cgi.dirs.temp)
+        );
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    child.kill();
+    let (status, _, _) = child.finish(LIMIT);
+    drop(stdin);
+    status
+}
+
+fn temp_file_has_bytes(temp: &Path) -> bool {
+    snapshot(temp).keys().any(|path| {
+        path.ends_with(".tmp")
+            && std::fs::metadata(temp.join(path)).is_ok_and(|m| m.len() > 0 && m.is_file())
+    })
+}
+
+/// Kills the CGI process after `delay`, wherever it is by then (or finds it finished).
+fn kill_after(cgi: &Cgi, request: &TestRequest, delay: Duration) -> ExitStatus {
+    let mut child = Guarded::new(cgi.command(request).spawn().expect("spawn"));
+    let mut stdin = child.child().stdin.take().expect("stdin");
+    let body = request.body.clone();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&body);
+    });
+    std::thread::sleep(delay);
+    child.kill();
+    let (status, _, _) = child.finish(LIMIT);
+    let _ = writer.join();
+    status
+}
+
+/// Looks at the upload dir continuously: any file under a final name must be the whole file.
+struct Watcher {
+    stop: Arc<AtomicBool>,
+    looks: Arc<AtomicUsize>,
+    problems: Arc<Mutex<Vec<String>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Watcher {
+    fn start(uploads: PathBuf, size: u64, sha: String) -> Watcher {
+        let stop = Arc::new(AtomicBool::new(false));
+        let looks = Arc::new(AtomicUsize::new(0));
+        let problems = Arc::new(Mutex::new(Vec::new()));
+        let (s, l, p) = (stop.clone(), looks.clone(), problems.clone());
+        let thread = std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                let Ok(entries) = std::fs::read_dir(&uploads) else {
+                    continue;
+                };
+                let mut names = Vec::new();
+                for entry in entries.flatten() {
+                    let name = entry.file_name().to_string_lossy().into_owned();
+                    if name == ".resumable-staging" {
+                        continue;
+                    }
+                    // A published file never changes after link(2): read it whole.
+                    if let Ok(bytes) = std::fs::read(entry.path()) {
+                        if bytes.len() as u64 != size || sha256_hex(&bytes) != sha {
+                            p.lock().unwrap().push(format!(
+                                "{name} seen with {} bytes (expected {size})",
+                                bytes.len()
+                            ));
+                        }
+                    }
+                    names.push(name);
+                }
+                if names.len() > 1 {
+                    p.lock()
+                        .unwrap()
+                        .push(format!("two published copies: {names:?}"));
+                }
+                l.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        Watcher {
+            stop,
+            looks,
+            problems,
+            thread: Some(thread),
+        }
+    }
+
+    fn finish(mut self) -> (usize, Vec<String>) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            t.join().expect("watcher");
+        }
+        let problems = self.problems.lock().unwrap().clone();
+        (self.looks.load(Ordering::Relaxed), problems)
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// What a trial observed, for the summary.
+#[derive(Default)]
+struct Tally {
+    trials: usize,
+    killed: usize,
+    watcher_looks: usize,
+}
+
+/// One upload in random order; the victim request is killed by `fault`; the client recovers.
+fn trial(fault: Fault, seed: u64, tally: &mut Tally) {
+    let mut rng = Rng::new(seed);
+    let cgi = Cgi::new();
+    let client = ALL_CLIENTS[(seed % ALL_CLIENTS.len() as u64) as usize];
+    let name = format!("crash-{seed}.bin");
+    let data = pseudo_random((4 * CHUNK + rng.below(CHUNK)) as usize, seed);
+    let upload = Upload::new(client, &name, data, CHUNK);
+    let count = upload.chunk_count();
+    let mut order: Vec<u64> = (1..=count).collect();
+    rng.shuffle(&mut order);
+    let completing = match fault {
+        Fault::At(point) => point.completing,
+        Fault::WhileStreaming => false,
+        Fault::RandomTime => true,
+    };
+    let victim = if completing {
+        order.len() - 1
+    } else {
+        rng.below(order.len() as u64) as usize
+    };
+    // Half the trials retry the killed request at once; the others carry on and then resume
+    // as a reloaded page does (test each chunk, upload what is missing).
+    let retry_at_once = seed % 2 == 0;
+    let context = format!("{fault:?} seed {seed} {client:?} order {order:?}");
+    let watcher = Watcher::start(
+        cgi.dirs.uploads.clone(),
+        upload.data.len() as u64,
+        upload.sha256(),
+    );
+    let mut finals: Vec<TestResponse> = Vec::new();
+    let send = |request: &TestRequest, finals: &mut Vec<TestResponse>| {
+        let response = cgi.send(request);
+        assert_eq!(
+            response.status,
+            200,
+            "{context}: {}",
+            String::from_utf8_lossy(&response.body)
+        );
+        finals.push(response);
+    };
+    for (position, &number) in order.iter().enumerate() {
+        let request = upload.chunk_request(number);
+        if position != victim {
+            send(&request, &mut finals);
+            continue;
+        }
+        let status = match fault {
+            Fault::At(point) => {
+                let (status, stdout, stderr) =
+                    run_to_end(under_strace(&cgi, &request, point), &request.body);
+                assert!(
+                    killed(&status),
+                    "{context}: {} was never reached ({status:?}): {} {stderr}",
+                    point.name,
+                    String::from_utf8_lossy(&stdout)
+                );
+                status
+            }
+            Fault::WhileStreaming => {
+                let held_back = 1 + rng.below(48) as usize;
+                kill_while_streaming(&cgi, &request, held_back, &context)
+            }
+            Fault::RandomTime => kill_after(&cgi, &request, Duration::from_micros(rng.below(6000))),
+        };
+        if killed(&status) {
+            tally.killed += 1;
+        } else {
+            assert_eq!(status.code(), Some(0), "{context}");
+        }
+        if retry_at_once {
+            send(&request, &mut finals);
+        }
+    }
+    if !retry_at_once {
+        for number in 1..=count {
+            let test = cgi.send(&upload.test_request(number));
+            match test.status {
+                200 => finals.push(test),
+                204 => send(&upload.chunk_request(number), &mut finals),
+                other => panic!("{context}: test of chunk {number} answered {other}"),
+            }
+        }
+    }
+    let (looks, problems) = watcher.finish();
+    assert!(problems.is_empty(), "{context}: {problems:?}");
+    assert!(looks > 0, "{context}: the watcher never looked");
+    tally.watcher_looks += looks;
+    let last = finals.last().expect("a final answer").json();
+    assert_eq!(last["complete"], Value::Bool(true), "{context}: {last}");
+    assert_eq!(last["file"], Value::from(name.clone()), "{context}");
+    assert_exactly_one_copy(&cgi.dirs.uploads, &upload, &name, &context);
+    assert_clean(&cgi.dirs.temp, &cgi.dirs.uploads, &context);
+    // Every later touch answers "complete" with the same file and recreates nothing.
+    let again = cgi.send(&upload.chunk_request(order[0]));
+    assert_eq!(again.json()["file"], Value::from(name.clone()), "{context}");
+    assert_exactly_one_copy(&cgi.dirs.uploads, &upload, &name, &context);
+    assert_clean(&cgi.dirs.temp, &cgi.dirs.uploads, &context);
+    tally.trials += 1;
+}
+
+fn run_fault(fault: Fault, count: usize, seed_base: u64) -> Tally {
+    let mut tally = Tally::default();
+    for i in 0..count {
+        trial(fault, seed_base + i as u64, &mut tally);
+    }
+    eprintln!(
+        "{fault:?}: {} trials, {} processes killed, watcher looked {} times",
+        tally.trials, tally.killed, tally.watcher_looks
+    );
+    tally
+}
+
+#[test]
+fn sigkill_at_every_named_point_then_the_client_recovers() {
+    require_strace();
+    let per_point = trials(24);
+    for (i, point) in POINTS.iter().enumerate() {
+        let tally = run_fault(Fault::At(*point), per_point, 1000 * (i as u64 + 1));
+        assert_eq!(
+            tally.killed, per_point,
+            "{}: every trial killed",
+            point.name
+        );
+    }
+}
+
+#[test]
+fn sigkill_while_the_body_streams_in() {
+    let count = trials(30);
+    let tally = run_fault(Fault::WhileStreaming, count, 50_000);
+    assert_eq!(tally.killed, count);
+}
+
+#[test]
+fn sigkill_at_random_times_during_the_completing_request() {
+    let count = trials(60);
+    let tally = run_fault(Fault::RandomTime, count, 90_000);
+    // Some kills land after the process finished; most must land inside it.
+    assert!(tally.killed > 0, "no random kill hit a running process");
+}
