@@ -61,6 +61,10 @@ fn e2e_apache_mod_cgid() {
 fn e2e_nginx_fcgiwrap() {
     let s = nginx_fcgiwrap("nginx-fcgiwrap");
     run_standard(&s);
+    // fcgiwrap -f forwards the program's stderr over FastCGI: nginx's error log has its lines
+    let log = read_lossy(&s.error_log);
+    assert!(log.contains("FastCGI sent in stderr") && log.contains("completed"),
+            "no program log lines in nginx's error log:\n{log}");
 }
 
 #[test]
@@ -84,6 +88,9 @@ fn e2e_apache_mod_proxy_fcgi_systemd_units() {
     s.install_deploy_site("apache/proxy_fcgi.conf");
     s.start_apache();
     run_standard(&s);
+    // what would go to the journal (StandardError=journal): the worker's own stderr
+    let log = read_lossy(&s.dir.path.join("logs/worker.log"));
+    assert!(log.contains("completed"), "no completion logged by the worker:\n{log}");
 }
 
 // ------------------------------------------------------------------ systemd units
@@ -179,6 +186,13 @@ fn reload_resume(stack: &Stack) {
         let after_posts = chunks(&hits, "POST", prefix, name, "after", None);
         let after_gets = chunks(&hits, "GET", prefix, name, "after", None);
         let after_gets_200 = chunks(&hits, "GET", prefix, name, "after", Some(200));
+        // requests the reload cut off, as the server logged them (chunk, status)
+        let cut: Vec<(String, u16)> = hits.iter()
+            .filter(|h| h.method == "POST" && h.status != 200)
+            .filter(|h| h.param(&format!("{prefix}Filename")).as_deref() == Some(*name))
+            .map(|h| (h.param(&format!("{prefix}ChunkNumber")).unwrap_or_default(), h.status))
+            .collect();
+        eprintln!("e2e {} reload-{lib}: POSTs not answered 200 (chunk, status): {cut:?}", stack.name);
         let b: BTreeSet<u64> = before_ok.iter().copied().collect();
         let a: BTreeSet<u64> = after_posts.iter().copied().collect();
         eprintln!(
