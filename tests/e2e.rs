@@ -348,3 +348,87 @@ fn e2e_swap_php_fpm_to_resumable_cgi_apache_cgid() {
     let php = s.php_site_apache();
     swap_in_place(s, "apache/cgi.conf", php);
 }
+
+// ------------------------------------------------------------------ the shipped size limits
+
+/// The shipped limits let the largest legal request through and stop a larger one at the web
+/// server: with the shipped RESUMABLE_MAX_CHUNK_SIZE=64M, the largest request is a last chunk of
+/// 2 x 64 MiB - 1 bytes in a multipart body (here: a one-chunk file of that size). A request
+/// announcing more than the configured 130 MiB is answered 413 from its headers alone.
+fn largest_chunk(stack: &Stack, over_limit: (u16, u16)) {
+    let chunk: u64 = 64 << 20;
+    let size = 2 * chunk - 1;
+    let name = format!("largest-{}.bin", stack.name);
+    let src = stack.dir.path.join("src").join(&name);
+    make_file(&src, size as usize, 77);
+    let data = std::fs::read(&src).unwrap();
+    let sha = sha256_file(&src);
+    let boundary = "----e2eBoundary7MA4YWxkTrZu0gW";
+    let mut head = String::new();
+    for (k, v) in [
+        ("resumableChunkNumber", "1".to_string()),
+        ("resumableChunkSize", chunk.to_string()),
+        ("resumableCurrentChunkSize", size.to_string()),
+        ("resumableTotalSize", size.to_string()),
+        ("resumableType", "application/octet-stream".to_string()),
+        ("resumableIdentifier", format!("{size}-largest{}", stack.port)),
+        ("resumableFilename", name.clone()),
+        ("resumableRelativePath", name.clone()),
+        ("resumableTotalChunks", "1".to_string()),
+    ] {
+        head += &format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n");
+    }
+    head += &format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+    );
+    let tail = format!("\r\n--{boundary}--\r\n");
+    let t = std::time::Instant::now();
+    let (status, body) = http_post(
+        &stack.origin(),
+        &stack.url,
+        &format!("multipart/form-data; boundary={boundary}"),
+        &[head.as_bytes(), &data, tail.as_bytes()],
+    );
+    eprintln!(
+        "e2e {}: largest legal chunk ({} bytes + {} bytes multipart) -> {status} in {} ms",
+        stack.name,
+        size,
+        head.len() + tail.len(),
+        t.elapsed().as_millis()
+    );
+    assert_eq!(status, 200, "{}: {body:.400}\n{}", stack.name, read_lossy(&stack.error_log));
+    assert!(body.contains("\"complete\":true"), "{body}");
+    assert_eq!(sha256_file(&stack.upload_dir.join(&name)), sha);
+    let announced = http_post_announced(&stack.origin(), &stack.url, 136_314_880 + 1);
+    let zeros = vec![0u8; 136_314_880 + 1];
+    let (over, _) = http_post(&stack.origin(), &stack.url, "application/octet-stream", &[&zeros]);
+    eprintln!("e2e {}: 130 MiB + 1 announced only -> {announced}, sent -> {over}", stack.name);
+    // (status for headers only, status with the body sent); 0 = no answer within 3 s
+    assert_eq!((announced, over), over_limit, "{}: a body over the shipped limit must be refused", stack.name);
+    let stored = tree(&stack.upload_dir).into_keys().filter(|k| !k.starts_with('.')).collect::<Vec<_>>();
+    assert_eq!(stored, vec![name.clone()], "{}: only the legal upload is stored", stack.name);
+}
+
+#[test]
+fn e2e_shipped_limits_fit_the_largest_chunk() {
+    largest_chunk(&apache_cgid("limits-apache-cgid"), (413, 413));
+    largest_chunk(&nginx_spawn_fcgi("limits-nginx-spawn-fcgi"), (413, 413));
+    largest_chunk(&nginx_fcgiwrap("limits-nginx-fcgiwrap"), (413, 413));
+    let mut s = Stack::apache("limits-apache-fcgid");
+    s.install_deploy_site("apache/fcgid.conf");
+    s.start_apache();
+    // mod_fcgid does not answer 413 itself: it swallows LimitRequestBody's refusal and hands the
+    // program an empty POST (CONTENT_LENGTH 0, no params), which the program refuses with 400
+    largest_chunk(&s, (400, 400));
+    let log = read_lossy(&s.error_log);
+    assert!(log.contains("POST -> 400"), "{log}");
+    drop(s);
+    let mut s = Stack::apache("limits-apache-proxy-fcgi");
+    s.start_spawn_fcgi_worker();
+    s.install_deploy_site("apache/proxy_fcgi.conf");
+    s.start_apache();
+    // mod_proxy_fcgi does not check LimitRequestBody against Content-Length before dispatching:
+    // headers alone get no answer (it waits for the body), and with the body the program's own
+    // limit (2 x 64M + 1 MiB) refuses it first with 415 ("do not retry"), Apache logging that
+    largest_chunk(&s, (0, 415));
+}
