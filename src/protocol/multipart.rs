@@ -8,6 +8,8 @@
 use std::fmt;
 use std::io::{self, Read};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -20,6 +22,12 @@ use super::params::Params;
 pub const FILE_FIELD: &str = "file";
 /// Largest text field accepted; parameters are short.
 pub const MAX_TEXT_FIELD: u64 = 64 * 1024;
+/// Most text fields accepted; the clients send about ten.
+pub const MAX_FIELDS: usize = 256;
+/// Most bytes of everything but the file part's data (preamble, part headers, text fields)
+/// multer may hold: it buffers a part's headers and the preamble whole, so without this bound a
+/// body of one huge header line would be held in memory up to the whole-body limit.
+pub const MAX_FRAMING: u64 = 1 << 20;
 const READ_SIZE: usize = 64 * 1024;
 
 #[derive(Debug)]
@@ -81,14 +89,31 @@ pub fn read_multipart<T, E>(
     on_file: impl FnOnce(&Params, &mut dyn Read) -> Result<T, E>,
 ) -> Result<Option<T>, IntakeError<E>> {
     let boundary = multer::parse_boundary(content_type).map_err(|_| MultipartError::NoBoundary)?;
+    if boundary.is_empty() {
+        return Err(MultipartError::NoBoundary.into());
+    }
     let constraints = Constraints::new().size_limit(
         SizeLimit::new()
             .whole_stream(limit)
             .per_field(MAX_TEXT_FIELD)
             .for_field(FILE_FIELD, limit),
     );
-    let mut multipart = Multipart::with_constraints(YieldingBody::new(body), boundary, constraints);
-    let fail = |e: multer::Error| IntakeError::Multipart(MultipartError::from_multer(e, limit));
+    let framing = Framing::default();
+    let mut multipart = Multipart::with_constraints(
+        YieldingBody::new(body, framing.clone()),
+        boundary,
+        constraints,
+    );
+    let fail = |e: multer::Error| {
+        IntakeError::Multipart(if framing.exceeded.load(Ordering::Relaxed) {
+            MultipartError::Malformed(format!(
+                "more than {MAX_FRAMING} bytes of part headers and fields"
+            ))
+        } else {
+            MultipartError::from_multer(e, limit)
+        })
+    };
+    let mut fields = 0usize;
     loop {
         let Some(mut field) = pollster::block_on(multipart.next_field()).map_err(fail)? else {
             return Ok(None);
@@ -100,15 +125,21 @@ pub fn read_multipart<T, E>(
                 pending: Bytes::new(),
                 error: None,
                 limit,
+                framing: &framing,
             };
             let outcome = on_file(params, &mut reader);
             if let Some(e) = reader.error.take() {
+                if framing.exceeded.load(Ordering::Relaxed) {
+                    return Err(fail(multer::Error::IncompleteStream));
+                }
                 return Err(IntakeError::Multipart(e));
             }
             let outcome = outcome.map_err(IntakeError::File)?;
             // Drain what the consumer left of the part (nothing, when it read to the end), so
             // that a truncated part is noticed here and not taken for a whole one.
-            while pollster::block_on(field.chunk()).map_err(fail)?.is_some() {}
+            while let Some(bytes) = pollster::block_on(field.chunk()).map_err(fail)? {
+                framing.file_bytes(bytes.len());
+            }
             drop(field);
             return match pollster::block_on(multipart.next_field()).map_err(fail)? {
                 None => Ok(Some(outcome)),
@@ -116,6 +147,12 @@ pub fn read_multipart<T, E>(
                     "a part follows the {FILE_FIELD:?} part, which must be the last"
                 )))),
             };
+        }
+        fields += 1;
+        if fields > MAX_FIELDS {
+            return Err(IntakeError::Multipart(MultipartError::Malformed(format!(
+                "more than {MAX_FIELDS} form fields"
+            ))));
         }
         let mut value = Vec::new();
         while let Some(bytes) = pollster::block_on(field.chunk()).map_err(fail)? {
@@ -138,19 +175,47 @@ impl<E> From<MultipartError> for IntakeError<E> {
     }
 }
 
+/// Bytes read from the body and bytes of file data handed on: the difference is what multer
+/// holds of headers, fields and preamble (plus at most a read or two of file data).
+#[derive(Clone, Default)]
+struct Framing {
+    read: Arc<AtomicU64>,
+    file: Arc<AtomicU64>,
+    exceeded: Arc<AtomicBool>,
+}
+
+impl Framing {
+    fn file_bytes(&self, n: usize) {
+        self.file.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// Counts a read; false once the non-file bytes pass the bound.
+    fn read_bytes(&self, n: usize) -> bool {
+        let read = self.read.fetch_add(n as u64, Ordering::Relaxed) + n as u64;
+        let framing = read.saturating_sub(self.file.load(Ordering::Relaxed));
+        if framing > MAX_FRAMING + 2 * READ_SIZE as u64 {
+            self.exceeded.store(true, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+}
+
 /// A blocking reader as a `Stream` that multer drains one read at a time.
 struct YieldingBody<'a> {
     body: &'a mut (dyn Read + Send),
     yielded: bool,
     done: bool,
+    framing: Framing,
 }
 
 impl<'a> YieldingBody<'a> {
-    fn new(body: &'a mut (dyn Read + Send)) -> Self {
+    fn new(body: &'a mut (dyn Read + Send), framing: Framing) -> Self {
         YieldingBody {
             body,
             yielded: false,
             done: false,
+            framing,
         }
     }
 }
@@ -176,6 +241,12 @@ impl Stream for YieldingBody<'_> {
                     return Poll::Ready(None);
                 }
                 Ok(n) => {
+                    if !self.framing.read_bytes(n) {
+                        self.done = true;
+                        return Poll::Ready(Some(Err(io::Error::other(
+                            "too many bytes of part headers and fields",
+                        ))));
+                    }
                     buf.truncate(n);
                     return Poll::Ready(Some(Ok(Bytes::from(buf))));
                 }
@@ -196,13 +267,17 @@ struct FieldReader<'f, 'r> {
     pending: Bytes,
     error: Option<MultipartError>,
     limit: u64,
+    framing: &'f Framing,
 }
 
 impl Read for FieldReader<'_, '_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         while self.pending.is_empty() {
             match pollster::block_on(self.field.chunk()) {
-                Ok(Some(bytes)) => self.pending = bytes,
+                Ok(Some(bytes)) => {
+                    self.framing.file_bytes(bytes.len());
+                    self.pending = bytes
+                }
                 Ok(None) => return Ok(0),
                 Err(e) => {
                     let error = MultipartError::from_multer(e, self.limit);
@@ -294,6 +369,57 @@ mod tests {
         let big = vec![b'a'; (MAX_TEXT_FIELD + 1) as usize];
         let raw = body(&[("note", None, &big)]);
         assert!(read(&raw).1.is_err());
+    }
+
+    #[test]
+    fn framing_is_bounded_whatever_multer_would_buffer() {
+        // One part header line of 4 MiB: refused once past the bound, not held whole.
+        let mut raw = b"--XyZ\r\nX-Junk: ".to_vec();
+        raw.extend(std::iter::repeat_n(b'j', 4 << 20));
+        raw.extend_from_slice(
+            b"\r\nContent-Disposition: form-data; name=\"file\"\r\n\r\nabc\r\n--XyZ--\r\n",
+        );
+        let mut params = Params::default();
+        let result = read_multipart(
+            &mut io::Cursor::new(raw),
+            CT,
+            64 << 20,
+            &mut params,
+            |_, r| {
+                let mut data = Vec::new();
+                r.read_to_end(&mut data).map(|_| data)
+            },
+        );
+        assert!(matches!(
+            result,
+            Err(IntakeError::Multipart(MultipartError::Malformed(_)))
+        ));
+        // Thousands of tiny fields: refused past MAX_FIELDS.
+        let many: Vec<(String, Option<&str>, &[u8])> = (0..MAX_FIELDS + 1)
+            .map(|i| (format!("f{i}"), None, &b"1"[..]))
+            .collect();
+        let parts: Vec<(&str, Option<&str>, &[u8])> =
+            many.iter().map(|(n, f, d)| (n.as_str(), *f, *d)).collect();
+        assert!(matches!(
+            read(&body(&parts)).1,
+            Err(IntakeError::Multipart(MultipartError::Malformed(_)))
+        ));
+    }
+
+    #[test]
+    fn an_empty_boundary_is_no_boundary() {
+        let mut params = Params::default();
+        let result = read_multipart(
+            &mut io::Cursor::new(b"--\r\n".to_vec()),
+            "multipart/form-data; boundary=",
+            1 << 20,
+            &mut params,
+            |_, _| Ok::<_, io::Error>(()),
+        );
+        assert!(matches!(
+            result,
+            Err(IntakeError::Multipart(MultipartError::NoBoundary))
+        ));
     }
 
     #[test]
