@@ -429,3 +429,131 @@ fn sigkill_at_random_times_during_the_completing_request() {
     // Some kills land after the process finished; most must land inside it.
     assert!(tally.killed > 0, "no random kill hit a running process");
 }
+
+/// A FastCGI worker process killed in the middle of a request (at each named point, and while
+/// the body streams in), then restarted: the client's retry through the new worker completes
+/// the file exactly once. Other uploads' chunks go through a long-running worker on the same
+/// dirs meanwhile.
+#[test]
+fn a_fastcgi_worker_killed_mid_request_and_restarted() {
+    use common::fastcgi_client::{cgi_params, request_bytes, Addr, Worker};
+    require_strace();
+    let shared = Cgi::new();
+    let launch = |wrap: Option<Point>| -> Worker {
+        let dirs = Dirs {
+            root: tempfile::tempdir().unwrap(),
+            temp: shared.dirs.temp.clone(),
+            uploads: shared.dirs.uploads.clone(),
+        };
+        let addr = Addr::free_tcp();
+        let mut command = match wrap {
+            Some(point) => {
+                let mut c = Command::new(STRACE);
+                c.args(["-f", "-qq", "-o", "/dev/null", "-e"])
+                    .arg(format!("trace={}", point.syscall))
+                    .arg("-e")
+                    .arg(format!(
+                        "inject={}:signal=SIGKILL:when={}",
+                        point.syscall, point.when
+                    ))
+                    .arg(binary());
+                c
+            }
+            None => Command::new(binary()),
+        };
+        command
+            .arg("fastcgi")
+            .arg("--listen")
+            .arg(addr.listen_arg())
+            .args(["--workers", "1"]);
+        Worker::launch(command, dirs, addr, &[])
+    };
+    let steady = launch(None);
+    let per_point = trials(6);
+    let mut seed = 200_000u64;
+    let mut killed_count = 0;
+    let faults: Vec<Option<Point>> = POINTS
+        .iter()
+        .copied()
+        .map(Some)
+        .chain(std::iter::repeat_n(None, per_point))
+        .collect();
+    for fault in faults {
+        let repeats = if fault.is_some() { per_point } else { 1 };
+        for _ in 0..repeats {
+            seed += 1;
+            let client = ALL_CLIENTS[(seed % ALL_CLIENTS.len() as u64) as usize];
+            let name = format!("fcgi-crash-{seed}.bin");
+            let upload = Upload::new(client, &name, pseudo_random(4 * 4096 + 77, seed), 4096);
+            let context = format!("FastCGI {:?} seed {seed}", fault.map(|p| p.name));
+            let watcher = Watcher::start(
+                shared.dirs.uploads.clone(),
+                upload.data.len() as u64,
+                upload.sha256(),
+            );
+            let count = upload.chunk_count();
+            for number in 1..count {
+                assert_eq!(steady.send(&upload.chunk_request(number)).status, 200);
+            }
+            let request = upload.chunk_request(count);
+            let mut victim = launch(fault);
+            let bytes = request_bytes(1, false, &cgi_params(&request, &[]), &request.body);
+            let mut conn = victim.connect();
+            match fault {
+                Some(point) => {
+                    let _ = conn.write_all(&bytes);
+                    assert!(conn.closed_silently(), "{context}: a reply came");
+                    let deadline = Instant::now() + LIMIT;
+                    let status = loop {
+                        if let Some(status) = victim.child.try_wait().unwrap() {
+                            break status;
+                        }
+                        assert!(Instant::now() < deadline, "{context}: still running");
+                        std::thread::sleep(Duration::from_millis(2));
+                    };
+                    assert!(killed(&status), "{context}: {} not reached", point.name);
+                }
+                None => {
+                    // All but the last few bytes of the FastCGI stream, then SIGKILL by PID.
+                    let cut = bytes.len() - 40;
+                    for piece in bytes[..cut].chunks(64) {
+                        conn.write_all(piece).unwrap();
+                        std::thread::sleep(Duration::from_micros(200));
+                    }
+                    let deadline = Instant::now() + Duration::from_secs(10);
+                    while !temp_file_has_bytes(&shared.dirs.temp) {
+                        assert!(Instant::now() < deadline, "{context}: no temp file");
+                        std::thread::sleep(Duration::from_micros(200));
+                    }
+                    // SAFETY: kill(2) on our own child's PID, not yet reaped.
+                    unsafe { libc::kill(victim.pid(), libc::SIGKILL) };
+                    let status = victim.child.wait().unwrap();
+                    assert!(killed(&status), "{context}");
+                }
+            }
+            killed_count += 1;
+            drop(conn);
+            victim.assert_no_panic();
+            drop(victim);
+            // The web server answered 502 to the client, which retries; a new worker runs.
+            let restarted = launch(None);
+            let done = restarted.send(&request);
+            assert_eq!(done.status, 200, "{context}: {:?}", done.json());
+            assert_eq!(done.json()["file"], Value::from(name.clone()), "{context}");
+            let (_, problems) = watcher.finish();
+            assert!(problems.is_empty(), "{context}: {problems:?}");
+            let mine: Vec<String> = published_files(&shared.dirs.uploads)
+                .into_iter()
+                .filter(|f| f.starts_with(&format!("fcgi-crash-{seed}")))
+                .collect();
+            assert_eq!(mine, vec![name.clone()], "{context}");
+            let stored = std::fs::read(shared.dirs.uploads.join(&name)).unwrap();
+            assert_eq!(sha256_hex(&stored), upload.sha256(), "{context}");
+            assert_clean(&shared.dirs.temp, &shared.dirs.uploads, &context);
+            // Only this file's copy is here; earlier trials' files were checked already.
+            std::fs::remove_file(shared.dirs.uploads.join(&name)).unwrap();
+        }
+    }
+    steady.assert_no_panic();
+    eprintln!("FastCGI: {killed_count} workers killed mid-request and replaced");
+}
