@@ -63,8 +63,10 @@ fn e2e_nginx_fcgiwrap() {
     run_standard(&s);
     // fcgiwrap -f forwards the program's stderr over FastCGI: nginx's error log has its lines
     let log = read_lossy(&s.error_log);
-    assert!(log.contains("FastCGI sent in stderr") && log.contains("completed"),
-            "no program log lines in nginx's error log:\n{log}");
+    assert!(
+        log.contains("FastCGI sent in stderr") && log.contains("completed"),
+        "no program log lines in nginx's error log:\n{log}"
+    );
 }
 
 #[test]
@@ -90,7 +92,28 @@ fn e2e_apache_mod_proxy_fcgi_systemd_units() {
     run_standard(&s);
     // what would go to the journal (StandardError=journal): the worker's own stderr
     let log = read_lossy(&s.dir.path.join("logs/worker.log"));
-    assert!(log.contains("completed"), "no completion logged by the worker:\n{log}");
+    assert!(
+        log.contains("completed"),
+        "no completion logged by the worker:\n{log}"
+    );
+}
+
+/// The other systemd hand-over, LISTEN_FDS (fd 3), via systemd-socket-activate, behind nginx.
+#[test]
+fn e2e_nginx_listen_fds_socket_activation() {
+    let mut s = Stack::nginx("nginx-listen-fds");
+    s.start_listen_fds_worker();
+    s.install_deploy_site("nginx/fastcgi.conf");
+    s.start_nginx();
+    run_some(
+        &s,
+        &[
+            "resumable-last2x",
+            "flow-unicode",
+            "resumable-folder",
+            "flow-many-octet",
+        ],
+    );
 }
 
 // ------------------------------------------------------------------ systemd units
@@ -187,12 +210,21 @@ fn reload_resume(stack: &Stack) {
         let after_gets = chunks(&hits, "GET", prefix, name, "after", None);
         let after_gets_200 = chunks(&hits, "GET", prefix, name, "after", Some(200));
         // requests the reload cut off, as the server logged them (chunk, status)
-        let cut: Vec<(String, u16)> = hits.iter()
+        let cut: Vec<(String, u16)> = hits
+            .iter()
             .filter(|h| h.method == "POST" && h.status != 200)
             .filter(|h| h.param(&format!("{prefix}Filename")).as_deref() == Some(*name))
-            .map(|h| (h.param(&format!("{prefix}ChunkNumber")).unwrap_or_default(), h.status))
+            .map(|h| {
+                (
+                    h.param(&format!("{prefix}ChunkNumber")).unwrap_or_default(),
+                    h.status,
+                )
+            })
             .collect();
-        eprintln!("e2e {} reload-{lib}: POSTs not answered 200 (chunk, status): {cut:?}", stack.name);
+        eprintln!(
+            "e2e {} reload-{lib}: POSTs not answered 200 (chunk, status): {cut:?}",
+            stack.name
+        );
         let b: BTreeSet<u64> = before_ok.iter().copied().collect();
         let a: BTreeSet<u64> = after_posts.iter().copied().collect();
         eprintln!(
@@ -371,12 +403,16 @@ fn largest_chunk(stack: &Stack, over_limit: (u16, u16)) {
         ("resumableCurrentChunkSize", size.to_string()),
         ("resumableTotalSize", size.to_string()),
         ("resumableType", "application/octet-stream".to_string()),
-        ("resumableIdentifier", format!("{size}-largest{}", stack.port)),
+        (
+            "resumableIdentifier",
+            format!("{size}-largest{}", stack.port),
+        ),
         ("resumableFilename", name.clone()),
         ("resumableRelativePath", name.clone()),
         ("resumableTotalChunks", "1".to_string()),
     ] {
-        head += &format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n");
+        head +=
+            &format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n");
     }
     head += &format!(
         "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
@@ -396,17 +432,44 @@ fn largest_chunk(stack: &Stack, over_limit: (u16, u16)) {
         head.len() + tail.len(),
         t.elapsed().as_millis()
     );
-    assert_eq!(status, 200, "{}: {body:.400}\n{}", stack.name, read_lossy(&stack.error_log));
+    assert_eq!(
+        status,
+        200,
+        "{}: {body:.400}\n{}",
+        stack.name,
+        read_lossy(&stack.error_log)
+    );
     assert!(body.contains("\"complete\":true"), "{body}");
     assert_eq!(sha256_file(&stack.upload_dir.join(&name)), sha);
     let announced = http_post_announced(&stack.origin(), &stack.url, 136_314_880 + 1);
     let zeros = vec![0u8; 136_314_880 + 1];
-    let (over, _) = http_post(&stack.origin(), &stack.url, "application/octet-stream", &[&zeros]);
-    eprintln!("e2e {}: 130 MiB + 1 announced only -> {announced}, sent -> {over}", stack.name);
+    let (over, _) = http_post(
+        &stack.origin(),
+        &stack.url,
+        "application/octet-stream",
+        &[&zeros],
+    );
+    eprintln!(
+        "e2e {}: 130 MiB + 1 announced only -> {announced}, sent -> {over}",
+        stack.name
+    );
     // (status for headers only, status with the body sent); 0 = no answer within 3 s
-    assert_eq!((announced, over), over_limit, "{}: a body over the shipped limit must be refused", stack.name);
-    let stored = tree(&stack.upload_dir).into_keys().filter(|k| !k.starts_with('.')).collect::<Vec<_>>();
-    assert_eq!(stored, vec![name.clone()], "{}: only the legal upload is stored", stack.name);
+    assert_eq!(
+        (announced, over),
+        over_limit,
+        "{}: a body over the shipped limit must be refused",
+        stack.name
+    );
+    let stored = tree(&stack.upload_dir)
+        .into_keys()
+        .filter(|k| !k.starts_with('.'))
+        .collect::<Vec<_>>();
+    assert_eq!(
+        stored,
+        vec![name.clone()],
+        "{}: only the legal upload is stored",
+        stack.name
+    );
 }
 
 #[test]

@@ -455,7 +455,10 @@ pub fn http_post(origin: &str, path: &str, content_type: &str, parts: &[&[u8]]) 
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or_else(|| panic!("no HTTP status from POST {path}: {text:.300}"));
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     (status, body)
 }
 
@@ -474,5 +477,8 @@ pub fn http_post_announced(origin: &str, path: &str, len: u64) -> u16 {
     let mut buf = vec![0u8; 4096];
     let n = s.read(&mut buf).unwrap_or(0);
     let text = String::from_utf8_lossy(&buf[..n]);
-    text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0)
+    text.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
 }

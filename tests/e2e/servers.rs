@@ -3,6 +3,7 @@
 //! writes only the frame (ports, pid files, logs, modules) itself; the upload URL's configuration
 //! is the rendered file from deploy/.
 
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -309,8 +310,64 @@ http {{
         );
         let pidfile = self.dir.path.join("run/spawn-fcgi.pid");
         let p = Proc::from_pidfile("resumable-cgi fastcgi (spawn-fcgi)", &pidfile);
+        let pid = p.pid;
         self.procs.insert(0, p);
         wait_for_socket(&self.socket(), "resumable-cgi fastcgi");
+        // what the script promises: a 0660 socket owned by www-data, the worker running as www-data
+        let meta = std::fs::metadata(self.socket()).unwrap();
+        assert_eq!(
+            (meta.mode() & 0o777, meta.uid(), meta.gid()),
+            (0o660, WWW_DATA, WWW_DATA)
+        );
+        let status = read_lossy(Path::new(&format!("/proc/{pid}/status")));
+        let uid = status.lines().find(|l| l.starts_with("Uid:")).unwrap_or("");
+        assert_eq!(
+            uid.split_whitespace().nth(1),
+            Some("33"),
+            "worker user: {uid}"
+        );
+    }
+
+    /// The worker with the socket passed the sd_listen_fds way (LISTEN_FDS=1, fd 3), by
+    /// systemd's own systemd-socket-activate, which binds, waits for the first connection and
+    /// execs the worker in place (same PID). The command line and settings are the unit's.
+    pub fn start_listen_fds_worker(&mut self) {
+        self.dir.dir("run", false);
+        let vars = self.vars();
+        let service = render("systemd/resumable-cgi.service", &vars);
+        let exec = service
+            .lines()
+            .find_map(|l| l.strip_prefix("ExecStart="))
+            .expect("ExecStart")
+            .to_string();
+        let mut cmd = Command::new("systemd-socket-activate");
+        cmd.arg("-l").arg(self.socket());
+        for env in service
+            .lines()
+            .filter_map(|l| l.strip_prefix("Environment="))
+        {
+            cmd.arg("-E").arg(env);
+        }
+        cmd.args(exec.split_whitespace());
+        let log = self.dir.path.join("logs/worker.log");
+        let p = Proc::spawn(
+            "resumable-cgi fastcgi (systemd-socket-activate)",
+            &mut cmd,
+            &log,
+        );
+        self.procs.insert(0, p);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !self.socket().exists() {
+            assert!(
+                Instant::now() < deadline,
+                "no socket from systemd-socket-activate:\n{}",
+                read_lossy(&log)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // it binds as root with the umask; SocketUser/SocketMode is what the .socket unit adds
+        std::os::unix::fs::chown(self.socket(), Some(WWW_DATA), Some(WWW_DATA)).unwrap();
+        std::fs::set_permissions(self.socket(), std::fs::Permissions::from_mode(0o660)).unwrap();
     }
 
     /// The worker the way the shipped systemd units start it: their ExecStart and Environment=
