@@ -311,7 +311,7 @@ fn trial(fault: Fault, seed: u64, tally: &mut Tally) {
     };
     // Half the trials retry the killed request at once; the others carry on and then resume
     // as a reloaded page does (test each chunk, upload what is missing).
-    let retry_at_once = seed % 2 == 0;
+    let retry_at_once = seed.is_multiple_of(2);
     let context = format!("{fault:?} seed {seed} {client:?} order {order:?}");
     let watcher = Watcher::start(
         cgi.dirs.uploads.clone(),
