@@ -376,6 +376,10 @@ fn a_large_chunk_streams_in_constant_memory() {
                 format!("{size}-big{multipart}"),
             ),
             ("resumableFilename".into(), name.clone()),
+            // The rest of what resumable.js sends: text fields cost the parser reads too.
+            ("resumableType".into(), "application/octet-stream".into()),
+            ("resumableRelativePath".into(), name.clone()),
+            ("resumableTotalChunks".into(), "1".into()),
         ];
         let body_path = cgi.dirs.root.path().join("body");
         let mut body = std::io::BufWriter::new(std::fs::File::create(&body_path).unwrap());
