@@ -283,7 +283,7 @@ pub fn run_cases(stack: &Stack, cases: Vec<Case>) {
         let state = &s["state"];
         let ok = s["failure"].is_null()
             && state["done"] == true
-            && state["errors"].as_array().map_or(false, |e| e.is_empty())
+            && state["errors"].as_array().is_some_and(|e| e.is_empty())
             && state["successes"].as_array().map_or(0, |v| v.len()) == c.files.len();
         eprintln!(
             "e2e {} {:<26} {} files={} {} ms {}",
@@ -370,7 +370,7 @@ pub fn chunks(
         .filter(|h| h.method == method)
         .filter(|h| h.param(&format!("{prefix}Filename")).as_deref() == Some(filename))
         .filter(|h| h.param("e2ephase").as_deref() == Some(phase))
-        .filter(|h| status.map_or(true, |s| h.status == s))
+        .filter(|h| status.is_none_or(|s| h.status == s))
         .filter_map(|h| h.param(&format!("{prefix}ChunkNumber"))?.parse().ok())
         .collect();
     v.sort();

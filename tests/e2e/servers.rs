@@ -95,6 +95,15 @@ impl Stack {
         write(&self.dir.path.join("conf.d/site.conf"), text);
     }
 
+    /// Puts `text` at nginx's http level (conf.d/http/NAME.conf), e.g. an upstream block.
+    #[allow(dead_code)] // used by tests/multinode.rs, not by tests/e2e.rs
+    pub fn install_http_conf(&self, name: &str, text: &str) {
+        write(
+            &self.dir.path.join(format!("conf.d/http/{name}.conf")),
+            text,
+        );
+    }
+
     pub fn install_deploy_site(&self, deploy_rel: &str) {
         let text = render(deploy_rel, &self.vars());
         self.install_site(&text);
@@ -198,6 +207,8 @@ http {{
     proxy_temp_path       {root}/tmp/proxy;
     scgi_temp_path        {root}/tmp/scgi;
     uwsgi_temp_path       {root}/tmp/uwsgi;
+    # http-level additions (an upstream block, say); matching nothing is fine
+    include {root}/conf.d/http/*.conf;
     server {{
         listen 127.0.0.1:{port};
         server_name localhost;
