@@ -278,7 +278,7 @@ fn fuzz_seeds_and_kept_crashes_replay_cleanly() {
     use resumable_cgi::protocol::multipart::read_multipart;
     use resumable_cgi::protocol::{ChunkRequest, Params};
     use resumable_cgi::store::layout;
-    use std::io::{Cursor, Read};
+    use std::io::Cursor;
 
     let seeds = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds");
     let files = |target: &str| -> Vec<Vec<u8>> {
