@@ -14,6 +14,7 @@
 //!    request finishes the cleanup (the staging file's second link included).
 
 use std::io::{self, Read, Write};
+use std::num::NonZeroU64;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
@@ -162,8 +163,18 @@ fn assemble_and_publish(
     })
 }
 
+/// How much of the staging file is copied before its writeback is started (see [`assemble`]).
+const WRITE_BEHIND: u64 = 8 << 20;
+
 /// Concatenates the parts into the staging file with the kernel's copy (copy_file_range from
 /// std::io::copy between files; no part is read into memory) and fsyncs it.
+///
+/// Every WRITE_BEHIND bytes, writeback of what was just copied is started
+/// (`posix_fadvise(DONTNEED)`, which on Linux submits the range's dirty pages without waiting;
+/// pages under writeback stay cached). The disk then writes while the copy goes on, instead of
+/// all of it inside the final fsync: for 1 GiB on the benchmark machine, copy + fsync took
+/// 0.99-1.13 s one after the other and 0.62-0.76 s overlapped (BENCHMARKS.md, assembly). Only
+/// a hint: its failure changes nothing, and the fsync below is what makes the file durable.
 fn assemble(
     upload: &super::UploadDir,
     parts: u64,
@@ -174,11 +185,17 @@ fn assemble(
     let mut out = fsutil::create_truncate(staging_dir, staging)
         .map_err(StoreError::io("creating the staging file"))?;
     let mut written: u64 = 0;
+    let mut submitted: u64 = 0;
     for number in 1..=parts {
         let part = layout::part_name(&upload.file_key, number);
         let mut input = fsutil::open_read(upload.dir.as_fd(), &part)
             .map_err(StoreError::io("opening a part to assemble"))?;
         written += io::copy(&mut input, &mut out).map_err(StoreError::io("assembling the file"))?;
+        if let Some(len) = NonZeroU64::new(written - submitted).filter(|n| n.get() >= WRITE_BEHIND)
+        {
+            let _ = rustix::fs::fadvise(&out, submitted, Some(len), rustix::fs::Advice::DontNeed);
+            submitted = written;
+        }
     }
     if written != total_size {
         return Err(StoreError::Io {
