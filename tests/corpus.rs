@@ -213,6 +213,79 @@ fn every_hostile_case_gets_its_documented_status_and_touches_nothing_outside() {
     );
 }
 
+/// The same corpus through one FastCGI worker process (its own parameter and body framing):
+/// the documented status for every case, no panic, the worker still serving, and nothing
+/// outside its temp and upload dirs changed. Cases that set CONTENT_LENGTH or an empty method
+/// by hand are CGI-specific and skipped here.
+#[test]
+fn every_hostile_case_gets_its_documented_status_over_fastcgi() {
+    use common::fastcgi_client::{cgi_params, Worker};
+    let text = std::fs::read_to_string(CORPUS).expect("tests/corpus/hostile.json");
+    let cases: Vec<Value> = serde_json::from_str(&text).expect("corpus JSON");
+    let worker = Worker::start(false, &["--workers", "2"], &[]);
+    let root = worker.dirs.root.path().to_path_buf();
+    plant_siblings(&root);
+    let outside_worker = |root: &Path| {
+        let mut snap = outside(root);
+        snap.remove("worker.stderr");
+        snap
+    };
+    let before = outside_worker(&root);
+    let mut failures = Vec::new();
+    let mut sent = 0;
+    for case in &cases {
+        let method = case["method"].as_str().expect("method");
+        if case.get("content_length").is_some() || method.is_empty() {
+            continue;
+        }
+        let name = case["name"].as_str().expect("name");
+        let expect = case["expect"].as_u64().expect("expect") as u16;
+        let request = TestRequest {
+            method: method.to_string(),
+            query: String::from_utf8(bytes_of(&case["query"]).unwrap_or_default()).unwrap(),
+            content_type: bytes_of(&case["content_type"]).map(|c| String::from_utf8(c).unwrap()),
+            body: bytes_of(&case["body"]).unwrap_or_default(),
+            remote_user: None,
+        };
+        let reply = worker
+            .connect()
+            .request(1, false, &cgi_params(&request, &[]), &request.body);
+        sent += 1;
+        match reply {
+            Ok(reply) => {
+                let response = reply.response();
+                if response.status != expect {
+                    failures.push(format!(
+                        "{name}: status {} (expected {expect}): {}",
+                        response.status,
+                        String::from_utf8_lossy(&response.body).trim()
+                    ));
+                }
+            }
+            Err(e) => failures.push(format!("{name}: no reply: {e}")),
+        }
+    }
+    worker.assert_no_panic();
+    assert_eq!(
+        outside_worker(&root),
+        before,
+        "nothing outside the dirs changed"
+    );
+    for path in snapshot(&worker.dirs.uploads).keys() {
+        assert!(
+            path.trim_end_matches('/').split('/').all(safe_component),
+            "unsafe published path {path:?}"
+        );
+    }
+    eprintln!("{sent} hostile cases over FastCGI");
+    assert!(
+        failures.is_empty(),
+        "{} cases failed over FastCGI:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
 /// Symlinks where the store creates its own names (the staging folder, the staging file, the
 /// completion record, a user's folder): never followed, nothing outside changes.
 #[test]
