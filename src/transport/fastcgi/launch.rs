@@ -28,6 +28,10 @@ struct Cli {
     /// Benchmark aid, not for production: read and discard every body and answer 200, so the
     /// FastCGI path can be measured without the store.
     discard: bool,
+    /// Benchmark aid, not for production: write every body to a file in this directory (a
+    /// temp name, then renamed over one of 256 slots) and answer 200, so the FastCGI path plus
+    /// the disk work any storing backend pays can be measured without the store's logic.
+    sink: Option<PathBuf>,
 }
 
 fn parse_args(args: &[String]) -> Result<Cli, String> {
@@ -36,6 +40,7 @@ fn parse_args(args: &[String]) -> Result<Cli, String> {
         socket_mode: 0o660,
         workers: DEFAULT_WORKERS,
         discard: false,
+        sink: None,
     };
     let mut args = args.iter();
     while let Some(arg) = args.next() {
@@ -70,6 +75,7 @@ fn parse_args(args: &[String]) -> Result<Cli, String> {
                     .ok_or(format!("--workers {text:?}: expected 1 to {MAX_WORKERS}"))?;
             }
             "--discard" => cli.discard = true,
+            "--sink" => cli.sink = Some(PathBuf::from(value()?)),
             other => return Err(format!("unknown option {other:?}")),
         }
     }
@@ -165,6 +171,16 @@ fn run(listener: Listener, cli: &Cli, how: &str) -> ExitCode {
     let result = if cli.discard {
         log::warn!("--discard: benchmark mode, bodies are thrown away and nothing is stored");
         server::serve(listener, &options, &discard)
+    } else if let Some(dir) = &cli.sink {
+        log::warn!(
+            "--sink: benchmark mode, bodies are written to {} and nothing is stored",
+            dir.display()
+        );
+        server::serve(
+            listener,
+            &options,
+            &|params: &Params, body: &mut (dyn Read + Send)| sink(dir, params, body),
+        )
     } else {
         server::serve(listener, &options, &super::respond)
     };
@@ -262,6 +278,54 @@ pub fn discard(_params: &Params, body: &mut (dyn Read + Send)) -> Response {
     )
 }
 
+/// The `--sink DIR` responder (benchmark aid): each body goes to a new file in `dir`, written
+/// through a page-aligned 256 KiB buffer like a chunk, then renamed over one of 256 slots (so
+/// the disk does not fill, and replaced files are freed as re-sent chunks are). No parsing,
+/// no lock, no completion check.
+fn sink(dir: &Path, _params: &Params, body: &mut (dyn Read + Send)) -> Response {
+    use std::io::Write;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static SEQUENCE: AtomicU64 = AtomicU64::new(0);
+    const BUFFER: usize = 256 * 1024;
+    const PAGE: usize = 4096;
+    let seq = SEQUENCE.fetch_add(1, Ordering::Relaxed);
+    let temp = dir.join(format!(".body-{}-{seq}.tmp", std::process::id()));
+    let result = (|| -> io::Result<u64> {
+        let mut file = std::fs::File::create_new(&temp)?;
+        let mut storage = vec![0u8; BUFFER + PAGE];
+        let skew = (PAGE - storage.as_ptr() as usize % PAGE) % PAGE;
+        let buffer = &mut storage[skew..skew + BUFFER];
+        let mut received = 0u64;
+        loop {
+            match body.read(buffer) {
+                Ok(0) => break,
+                Ok(n) => {
+                    file.write_all(&buffer[..n])?;
+                    received += n as u64;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        drop(file);
+        std::fs::rename(&temp, dir.join(format!("body-{}", seq % 256)))?;
+        Ok(received)
+    })();
+    match result {
+        Ok(received) => Response::json(
+            200,
+            &serde_json::json!({"success": true, "written": received}),
+        ),
+        Err(e) => {
+            let _ = std::fs::remove_file(&temp);
+            Response::json(
+                500,
+                &serde_json::json!({"success": false, "error": e.to_string()}),
+            )
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -287,6 +351,9 @@ mod tests {
         assert!(parse_args(&args(&["--socket-mode", "999"])).is_err());
         assert!(parse_args(&args(&["--listen"])).is_err());
         assert!(parse_args(&args(&["--bogus"])).is_err());
+        assert!(parse_args(&args(&["--sink"])).is_err());
+        let sink = parse_args(&args(&["--sink", "/tmp/bodies"])).unwrap().sink;
+        assert_eq!(sink, Some(PathBuf::from("/tmp/bodies")));
     }
 
     #[test]
