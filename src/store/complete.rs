@@ -327,7 +327,8 @@ const PARALLEL_REMOVAL_FROM: usize = 32;
 /// blocks in the unlink call itself, and on ext4 mounted with `discard` (without a journal,
 /// as on the benchmark machine) that waits for the device's discard: about 1–4 ms per 1 MiB
 /// part, 0.7–2 s for the parts of a 256 MiB–1 GiB upload one after another. The wait happens
-/// after the directory's lock is released, so parallel unlinks overlap it (BENCHMARKS.md,
+/// after the kernel releases the directory inode's lock (our upload lock is still held), so
+/// parallel unlinks overlap it (BENCHMARKS.md,
 /// assembly). Only called once the completion record exists, when the order of removal no
 /// longer matters. The first error is returned, after every thread has stopped.
 fn remove_all(dir: BorrowedFd<'_>, names: &[String]) -> io::Result<()> {
