@@ -14,7 +14,9 @@ use crate::store::{Completion, PendingChunk, Progress, Store, UploadKey};
 /// and one log line.
 pub fn handle(lookup: &dyn Fn(&str) -> Option<Vec<u8>>, request: Request) -> Response {
     let method = request.method.clone();
-    let outcome = Config::from_lookup(lookup)
+    let config = Config::from_lookup(lookup);
+    let outcome = config
+        .clone()
         .map_err(Error::from)
         .and_then(|config| route(&config, request));
     match outcome {
@@ -25,7 +27,17 @@ pub fn handle(lookup: &dyn Fn(&str) -> Option<Vec<u8>>, request: Request) -> Res
         Err(error) => {
             let response = error.to_response();
             if response.status >= 500 {
-                log::error!("{} -> {}: {error}", method.as_str(), response.status);
+                // An operator reading the error log needs to know which directories were meant:
+                // the OS error ("Read-only file system") alone does not say.
+                let dirs = match (&error, &config) {
+                    (Error::Store(_), Ok(c)) => format!(
+                        " (temp dir {}, upload dir {})",
+                        c.temp_dir.display(),
+                        c.upload_dir.display()
+                    ),
+                    _ => String::new(),
+                };
+                log::error!("{} -> {}: {error}{dirs}", method.as_str(), response.status);
             } else {
                 log::warn!("{} -> {}: {error}", method.as_str(), response.status);
             }
