@@ -62,8 +62,28 @@ pub(super) fn commit_and_complete(
         remove_parts(&upload)?;
         return Ok(Progress::AlreadyComplete(done));
     }
-    if let Some(pending) = pending {
-        pending.publish()?;
+    match (super::shape::recorded(&upload)?, pending) {
+        (Some(shape), Some(pending)) if shape == (key.chunk_size, key.total_size) => {
+            pending.publish()?
+        }
+        (Some(_), Some(pending)) => {
+            // The client now chunks this file differently (the site changed chunkSize): the
+            // old parts cannot be combined with the new ones, so the upload starts afresh.
+            // Chunks still arriving keep their temporary files; only stored parts go.
+            remove_stored_parts(&upload)?;
+            pending.publish()?;
+            super::shape::record(&upload, key)?;
+        }
+        (None, Some(pending)) => {
+            // The chunk first, so that its rename stays the request's first: a part stored
+            // without a geometry file is taken as it is, like the PHP script's parts.
+            pending.publish()?;
+            super::shape::record(&upload, key)?;
+        }
+        (Some(shape), None) if shape != (key.chunk_size, key.total_size) => {
+            return Ok(Progress::Incomplete);
+        }
+        (_, None) => {}
     }
     let Some(parts) = covered_parts(&upload, key)? else {
         return Ok(Progress::Incomplete);
@@ -315,6 +335,14 @@ fn remove_parts(upload: &super::UploadDir) -> Result<()> {
     names.retain(|name| {
         is_part_of(name, &upload.file_key) || is_chunk_temp_of(name, &upload.file_key)
     });
+    remove_all(upload.dir.as_fd(), &names).map_err(StoreError::io("removing a part"))?;
+    super::shape::forget(upload)
+}
+
+/// Removes this upload's stored parts only (not chunks still arriving).
+fn remove_stored_parts(upload: &super::UploadDir) -> Result<()> {
+    let mut names = fsutil::list(upload.dir.as_fd()).map_err(StoreError::io("listing parts"))?;
+    names.retain(|name| is_part_of(name, &upload.file_key));
     remove_all(upload.dir.as_fd(), &names).map_err(StoreError::io("removing a part"))
 }
 

@@ -70,6 +70,11 @@ pub fn record_name(file_key: &str) -> String {
     format!("{file_key}.complete")
 }
 
+/// The chunk geometry the parts were stored with; `.geometry` never ends a part name.
+pub fn geometry_name(file_key: &str) -> String {
+    format!("{file_key}.geometry")
+}
+
 /// A name for the staging file of one upload in the upload dir's staging folder.
 pub fn staging_name(scope: &[&str]) -> String {
     format!("{}.assembling", hex_digest(scope))

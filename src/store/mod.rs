@@ -7,6 +7,7 @@ mod complete;
 pub mod fsutil;
 pub mod layout;
 mod lock;
+mod shape;
 
 use std::fmt;
 use std::io;
@@ -178,6 +179,10 @@ impl Store {
         let Some(upload) = self.upload_dir(key, false)? else {
             return Ok(false);
         };
+        // A part stored under another chunk size may have the right size and the wrong bytes.
+        if !shape::agrees(&upload, key)? {
+            return Ok(false);
+        }
         let part = layout::part_name(&upload.file_key, number);
         let found = fsutil::regular_file_size(upload.dir.as_fd(), &part)
             .map_err(StoreError::io("looking for a part"))?;

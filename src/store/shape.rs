@@ -1,0 +1,64 @@
+//! The chunk geometry an upload's parts were stored with, kept beside them, so that parts
+//! stored under one chunk size are never combined with parts of another.
+//!
+//! A site that changes `chunkSize` while uploads are in flight would otherwise corrupt them:
+//! a part stored under the old size can have exactly the size the new geometry expects at the
+//! same number while holding other bytes (S=25: [10,10,5] in ceil mode vs five chunks of 5 —
+//! part 3 is 5 bytes either way, from offset 20 or offset 10), and the test request would call
+//! it present. Parts left by the PHP script have no geometry file; they are taken as they are.
+
+use std::io::{Read, Write};
+use std::os::fd::AsFd;
+
+use super::{fsutil, layout, Result, StoreError, UploadDir, UploadKey};
+
+/// (chunk size, total size)
+pub(super) type Shape = (u64, u64);
+
+fn shape_of(key: &UploadKey) -> Shape {
+    (key.chunk_size, key.total_size)
+}
+
+/// The geometry recorded for this upload, if any. An unreadable file counts as none.
+pub(super) fn recorded(upload: &UploadDir) -> Result<Option<Shape>> {
+    let name = layout::geometry_name(&upload.file_key);
+    let file = match fsutil::open_read(upload.dir.as_fd(), &name) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(StoreError::io("reading the upload's chunk geometry")(e)),
+    };
+    let mut text = String::new();
+    file.take(128)
+        .read_to_string(&mut text)
+        .map_err(StoreError::io("reading the upload's chunk geometry"))?;
+    let mut numbers = text.split_whitespace().map(str::parse::<u64>);
+    Ok(match (numbers.next(), numbers.next()) {
+        (Some(Ok(chunk)), Some(Ok(total))) => Some((chunk, total)),
+        _ => None,
+    })
+}
+
+/// True unless a different geometry is recorded for this upload.
+pub(super) fn agrees(upload: &UploadDir, key: &UploadKey) -> Result<bool> {
+    Ok(recorded(upload)?.is_none_or(|shape| shape == shape_of(key)))
+}
+
+/// Records `key`'s geometry (temp file + rename). Called under the upload lock.
+pub(super) fn record(upload: &UploadDir, key: &UploadKey) -> Result<()> {
+    let name = layout::geometry_name(&upload.file_key);
+    let temp = format!(".{name}.tmp");
+    let (chunk, total) = shape_of(key);
+    let mut file = fsutil::create_truncate(upload.dir.as_fd(), &temp)
+        .map_err(StoreError::io("recording the upload's chunk geometry"))?;
+    file.write_all(format!("{chunk} {total}\n").as_bytes())
+        .map_err(StoreError::io("recording the upload's chunk geometry"))?;
+    drop(file);
+    fsutil::rename(upload.dir.as_fd(), &temp, upload.dir.as_fd(), &name)
+        .map_err(StoreError::io("recording the upload's chunk geometry"))
+}
+
+/// Removes the geometry file (once the upload is complete).
+pub(super) fn forget(upload: &UploadDir) -> Result<()> {
+    fsutil::remove_file(upload.dir.as_fd(), &layout::geometry_name(&upload.file_key))
+        .map_err(StoreError::io("removing the upload's chunk geometry"))
+}
