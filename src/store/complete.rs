@@ -331,18 +331,20 @@ fn write_record(upload: &super::UploadDir, completion: &Completion) -> Result<()
 
 /// Removes this upload's parts and any temporary chunk files left by killed requests.
 fn remove_parts(upload: &super::UploadDir) -> Result<()> {
-    let mut names = fsutil::list(upload.dir.as_fd()).map_err(StoreError::io("listing parts"))?;
-    names.retain(|name| {
+    remove_named(upload, |name| {
         is_part_of(name, &upload.file_key) || is_chunk_temp_of(name, &upload.file_key)
-    });
-    remove_all(upload.dir.as_fd(), &names).map_err(StoreError::io("removing a part"))?;
+    })?;
     super::shape::forget(upload)
 }
 
 /// Removes this upload's stored parts only (not chunks still arriving).
 fn remove_stored_parts(upload: &super::UploadDir) -> Result<()> {
+    remove_named(upload, |name| is_part_of(name, &upload.file_key))
+}
+
+fn remove_named(upload: &super::UploadDir, wanted: impl Fn(&str) -> bool) -> Result<()> {
     let mut names = fsutil::list(upload.dir.as_fd()).map_err(StoreError::io("listing parts"))?;
-    names.retain(|name| is_part_of(name, &upload.file_key));
+    names.retain(|name| wanted(name));
     remove_all(upload.dir.as_fd(), &names).map_err(StoreError::io("removing a part"))
 }
 
