@@ -12,6 +12,40 @@ pub const MAX_CHUNK_SIZE: &str = "RESUMABLE_MAX_CHUNK_SIZE";
 pub const MISSING_CHUNK_STATUS: &str = "RESUMABLE_MISSING_CHUNK_STATUS";
 pub const LOG_LEVEL: &str = "RESUMABLE_LOG";
 
+/// Every setting with its default and meaning, for `--help` and the man page.
+pub const DOCUMENTED: [(&str, &str, &str); 6] = [
+    (
+        TEMP_DIR,
+        "temp",
+        "where parts are kept until a file is complete; must exist",
+    ),
+    (
+        UPLOAD_DIR,
+        "uploads",
+        "where finished files are published; must exist",
+    ),
+    (
+        MAX_FILE_SIZE,
+        "10G",
+        "largest declared file size (bytes, or with a K/M/G/T suffix)",
+    ),
+    (
+        MAX_CHUNK_SIZE,
+        "64M",
+        "largest nominal chunk size; a body may be up to twice that plus 1 MiB",
+    ),
+    (
+        MISSING_CHUNK_STATUS,
+        "204",
+        "what a test request answers for a chunk that is not stored",
+    ),
+    (
+        LOG_LEVEL,
+        "info",
+        "log level on stderr: off, error, warn, info, debug or trace",
+    ),
+];
+
 /// Every name this program reads; a FastCGI param may override exactly these.
 pub const ALL_NAMES: [&str; 6] = [
     TEMP_DIR,
@@ -53,6 +87,8 @@ impl fmt::Display for ConfigError {
         )
     }
 }
+
+impl std::error::Error for ConfigError {}
 
 impl Config {
     /// Reads the settings through `lookup`, which answers the raw bytes of a variable.

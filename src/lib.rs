@@ -1,11 +1,15 @@
-//! resumable-cgi: the server side of the resumable.js / flow.js chunk protocol.
+//! resumable-cgi: receives browser uploads, chunked and resumable or plain, as a CGI program,
+//! a FastCGI worker or a development server.
 //!
-//! transport (cgi | fastcgi | serve) -> Request -> protocol -> store -> Response
+//! transport (cgi | fastcgi | serve) -> Request -> protocol -> Service -> store -> Response
 
+pub mod buffer;
+pub mod cli;
 pub mod config;
 pub mod error;
-pub mod handler;
+pub mod escape;
 pub mod protocol;
 pub mod request;
+pub mod service;
 pub mod store;
 pub mod transport;

@@ -2,22 +2,15 @@
 
 use std::process::ExitCode;
 
-use resumable_cgi::{config, store, transport};
+use clap::Parser;
 
-const USAGE: &str = "\
-resumable-cgi: receives resumable.js / flow.js chunked uploads.
-
-Run by a web server as a CGI program (GATEWAY_INTERFACE set), or:
-  resumable-cgi serve [--listen 127.0.0.1:8080]   development server with a demo page
-  resumable-cgi fastcgi --listen ADDR             FastCGI worker on HOST:PORT or a unix socket
-  resumable-cgi cleanup [--older-than 48h]        remove uploads abandoned for that long (cron)
-
-Settings come from RESUMABLE_* environment variables; see the README.
-";
+use resumable_cgi::cli::{Cli, Command};
+use resumable_cgi::config::{self, Config};
+use resumable_cgi::store::FsStore;
+use resumable_cgi::transport;
 
 fn main() -> ExitCode {
     config::init_logging();
-    let args: Vec<String> = std::env::args().skip(1).collect();
     if std::env::var_os("GATEWAY_INTERFACE").is_some() {
         return match transport::cgi::run() {
             Ok(()) => ExitCode::SUCCESS,
@@ -28,60 +21,47 @@ fn main() -> ExitCode {
             }
         };
     }
-    // spawn-fcgi, mod_fcgid, systemd: a listening socket on fd 0 or fd 3 means FastCGI.
-    if let Some(code) = transport::fastcgi::run_inherited(&args) {
-        return code;
-    }
-    match args.first().map(String::as_str) {
-        Some("-h") | Some("--help") | Some("help") => {
-            print!("{USAGE}");
-            ExitCode::SUCCESS
-        }
-        Some("serve") => {
-            let options = match transport::serve::parse_args(&args[1..]) {
-                Ok(options) => options,
-                Err(e) => {
-                    eprint!("resumable-cgi serve: {e}\n\n{USAGE}");
-                    return ExitCode::from(2);
-                }
-            };
-            match transport::serve::run(&options) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("resumable-cgi serve: {e}");
-                    ExitCode::FAILURE
+    let cli = Cli::parse();
+    match cli.command {
+        // spawn-fcgi, mod_fcgid, systemd: a listening socket on fd 0 or fd 3 means FastCGI.
+        None => match transport::fastcgi::run_inherited(&Default::default(), None) {
+            Some(code) => code,
+            None => {
+                // A usage error: the help goes to stderr, as clap sends its own errors.
+                eprint!("{}", resumable_cgi::cli::command().render_long_help());
+                ExitCode::from(2)
+            }
+        },
+        Some(Command::Fastcgi(args)) => {
+            let options = args.worker_options();
+            let listen = args.listen.as_deref();
+            match (listen, transport::fastcgi::run_inherited(&options, listen)) {
+                (_, Some(code)) => code,
+                (Some(listen), None) => transport::fastcgi::run_listening(listen, &options),
+                (None, None) => {
+                    eprintln!(
+                        "resumable-cgi fastcgi: --listen HOST:PORT or --listen /path/to.sock is \
+                         required (or start it with a listening socket on fd 0 or systemd's fd 3)"
+                    );
+                    ExitCode::from(2)
                 }
             }
         }
-        Some("fastcgi") => transport::fastcgi::run_command(&args[1..]),
-        Some("cleanup") => cleanup(&args[1..]),
-        _ => {
-            eprint!("{USAGE}");
-            ExitCode::from(2)
-        }
+        Some(Command::Serve { listen }) => transport::serve::run(&listen),
+        Some(Command::Cleanup { older_than }) => cleanup(older_than),
     }
 }
 
 /// `resumable-cgi cleanup [--older-than AGE]`: one pass over the configured dirs, for cron.
-fn cleanup(args: &[String]) -> ExitCode {
-    let age = match args {
-        [] => Some("48h"),
-        [flag, age] if flag == "--older-than" => Some(age.as_str()),
-        _ => None,
-    }
-    .and_then(store::cleanup::parse_age);
-    let Some(age) = age else {
-        eprint!("resumable-cgi cleanup: expected [--older-than AGE] such as 48h or 7d\n\n{USAGE}");
-        return ExitCode::from(2);
-    };
-    let config = match config::Config::from_process_env() {
+fn cleanup(age: std::time::Duration) -> ExitCode {
+    let config = match Config::from_process_env() {
         Ok(config) => config,
         Err(e) => {
-            log::error!("{e}");
-            return ExitCode::FAILURE;
+            eprintln!("resumable-cgi cleanup: {e}");
+            return ExitCode::from(transport::fastcgi::EXIT_CONFIG);
         }
     };
-    match store::Store::new(&config.temp_dir, &config.upload_dir).remove_abandoned(age) {
+    match FsStore::new(&config.temp_dir, &config.upload_dir).remove_abandoned(age) {
         Ok(report) => {
             log::info!(
                 "cleanup: removed {} abandoned uploads and {} staging files; kept {} recent and {} busy",

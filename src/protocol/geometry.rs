@@ -94,6 +94,8 @@ impl fmt::Display for GeometryError {
     }
 }
 
+impl std::error::Error for GeometryError {}
+
 impl Geometry {
     /// Validates one chunk's declared numbers. `total_chunks`, when sent, is only used to reject
     /// a chunk number beyond it; it never decides completion.

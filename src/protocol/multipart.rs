@@ -3,7 +3,8 @@
 //!
 //! multer is async; it runs here under `pollster` through [`YieldingBody`], which returns
 //! `Pending` between reads because multer keeps pulling until it sees `Pending` and would
-//! otherwise slurp the whole body into memory (rwf2/multer#62, ../shared/reference/crates.md).
+//! otherwise slurp the whole body into memory (multer 3.1 issue #62: its `Multipart` polls the
+//! stream until it is `Pending`, so a stream that is always ready is read to its end first).
 
 use std::fmt;
 use std::io::{self, Read};
@@ -17,6 +18,7 @@ use futures_util::Stream;
 use multer::{Constraints, Multipart, SizeLimit};
 
 use super::params::Params;
+use crate::buffer::AlignedBuffer;
 
 /// The form field that carries the chunk bytes (the clients' `fileParameterName` default).
 pub const FILE_FIELD: &str = "file";
@@ -54,6 +56,8 @@ impl fmt::Display for MultipartError {
         }
     }
 }
+
+impl std::error::Error for MultipartError {}
 
 impl MultipartError {
     fn from_multer(error: multer::Error, limit: u64) -> MultipartError {
@@ -217,26 +221,18 @@ struct YieldingBody<'a> {
     body: &'a mut (dyn Read + Send),
     done: bool,
     framing: Framing,
-    /// One read buffer for the whole body, READ_SIZE bytes from `skew` on a page boundary:
-    /// the kernel copies pipe and socket pages into a buffer of the same page offset several
-    /// times faster on AMD Zen (see store/chunk.rs). A fresh zeroed Vec per read cost a
-    /// 64 KiB memset and a misaligned copy for every read (BENCHMARKS.md, ingest).
-    storage: Vec<u8>,
-    skew: usize,
+    /// One read buffer for the whole body: a fresh zeroed Vec per read cost a memset and a
+    /// misaligned copy for every read.
+    buffer: AlignedBuffer,
 }
-
-const PAGE: usize = 4096;
 
 impl<'a> YieldingBody<'a> {
     fn new(body: &'a mut (dyn Read + Send), framing: Framing) -> Self {
-        let storage = vec![0u8; READ_SIZE + PAGE];
-        let skew = (PAGE - storage.as_ptr() as usize % PAGE) % PAGE;
         YieldingBody {
             body,
             done: false,
             framing,
-            storage,
-            skew,
+            buffer: AlignedBuffer::new(READ_SIZE),
         }
     }
 }
@@ -256,7 +252,7 @@ impl Stream for YieldingBody<'_> {
         }
         self.framing.must_yield.store(true, Ordering::Relaxed);
         let this = &mut *self;
-        let buf = &mut this.storage[this.skew..this.skew + READ_SIZE];
+        let buf = this.buffer.as_mut_slice();
         loop {
             match this.body.read(buf) {
                 Ok(0) => {

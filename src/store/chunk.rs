@@ -7,9 +7,9 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::{fsutil, layout, Result, StoreError};
+use crate::buffer::AlignedBuffer;
 
 const BUFFER: usize = 256 * 1024;
-const PAGE: usize = 4096;
 
 /// A chunk being received. Dropping it without committing removes the temporary file.
 pub struct PendingChunk {
@@ -45,18 +45,12 @@ impl PendingChunk {
     /// Copies the body into the temporary file and checks that it carried exactly `expected`
     /// bytes: one more byte, or an early end, and the chunk is refused.
     pub fn write_from(&mut self, body: &mut dyn Read, expected: u64) -> Result<()> {
+        // Only `publish` takes the file, and it consumes the chunk: it is always here.
         let Some(file) = self.file.as_mut() else {
-            return Err(StoreError::Io {
-                op: "writing a chunk",
-                source: io::Error::other("chunk already finished"),
-            });
+            return Ok(());
         };
-        // Page-aligned: the kernel fills it from pipe or socket pages with `rep movsb`, which on
-        // AMD Zen runs several times slower when source and destination page offsets differ
-        // (malloc's 16-byte header). `cat` aligns its buffer the same way; see BENCHMARKS.md.
-        let mut storage = vec![0u8; BUFFER + PAGE];
-        let skew = (PAGE - storage.as_ptr() as usize % PAGE) % PAGE;
-        let buffer = &mut storage[skew..skew + BUFFER];
+        let mut aligned = AlignedBuffer::new(BUFFER);
+        let buffer = aligned.as_mut_slice();
         let limit = expected.saturating_add(1);
         while self.received < limit {
             let want = (limit - self.received).min(BUFFER as u64) as usize;

@@ -9,7 +9,7 @@ use rustix::fs::{self as rfs, AtFlags, FileType};
 
 use super::complete::STAGING_DIR;
 use super::lock::UploadLock;
-use super::{fsutil, Result, Store, StoreError};
+use super::{fsutil, FsStore, Result, StoreError};
 
 /// What one cleanup pass did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -23,7 +23,7 @@ pub struct CleanupReport {
     pub staging_removed: u64,
 }
 
-impl Store {
+impl FsStore {
     /// Removes every upload whose newest file is older than `max_age`, and staging files as old.
     pub fn remove_abandoned(&self, max_age: Duration) -> Result<CleanupReport> {
         let cutoff = SystemTime::now()
@@ -136,20 +136,6 @@ fn sweep_upload(
     Ok(())
 }
 
-/// `48h`, `2d`, `30m`, `90s` or plain seconds.
-pub fn parse_age(text: &str) -> Option<Duration> {
-    let text = text.trim();
-    let (digits, unit) = match text.char_indices().last()? {
-        (i, 's') => (&text[..i], 1),
-        (i, 'm') => (&text[..i], 60),
-        (i, 'h') => (&text[..i], 3600),
-        (i, 'd') => (&text[..i], 86_400),
-        _ => (text, 1),
-    };
-    let value: u64 = crate::protocol::params::parse_decimal(digits)?;
-    value.checked_mul(unit).map(Duration::from_secs)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,15 +150,6 @@ mod tests {
             .unwrap()
             .set_modified(when)
             .unwrap();
-    }
-
-    #[test]
-    fn ages() {
-        assert_eq!(parse_age("48h"), Some(Duration::from_secs(172_800)));
-        assert_eq!(parse_age("2d"), Some(Duration::from_secs(172_800)));
-        assert_eq!(parse_age("90"), Some(Duration::from_secs(90)));
-        assert_eq!(parse_age("-1h"), None);
-        assert_eq!(parse_age("h"), None);
     }
 
     #[test]
@@ -195,7 +172,7 @@ mod tests {
 
         let busy = fsutil::open_root(&temp.join("busy")).unwrap();
         let _held = UploadLock::acquire(&busy).unwrap();
-        let report = Store::new(&temp, &uploads)
+        let report = FsStore::new(&temp, &uploads)
             .remove_abandoned(Duration::from_secs(3600))
             .unwrap();
         assert_eq!(report.uploads_removed, 2);

@@ -21,7 +21,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use serde::{Deserialize, Serialize};
 
 use super::lock::UploadLock;
-use super::{fsutil, layout, PendingChunk, Progress, Result, Store, StoreError, UploadKey};
+use super::shape::Shape;
+use super::{fsutil, layout, FsStore, PendingChunk, Progress, Result, StoreError, UploadKey};
 
 /// Folder of the upload dir where files are assembled before they get their final name.
 pub const STAGING_DIR: &str = ".resumable-staging";
@@ -37,7 +38,7 @@ pub struct Completion {
 }
 
 pub(super) fn commit_and_complete(
-    store: &Store,
+    store: &FsStore,
     key: &UploadKey,
     pending: Option<PendingChunk>,
 ) -> Result<Progress> {
@@ -48,7 +49,7 @@ pub(super) fn commit_and_complete(
                 .map_err(StoreError::io("reopening the upload's temp directory"))?,
             layout::file_key(&key.filename),
         ),
-        None => match store.upload_dir(key, false)? {
+        None => match store.upload_dir(key)? {
             Some(upload) => (upload.dir, upload.file_key),
             None => return Ok(Progress::Incomplete),
         },
@@ -63,9 +64,7 @@ pub(super) fn commit_and_complete(
         return Ok(Progress::AlreadyComplete(done));
     }
     match (super::shape::recorded(&upload)?, pending) {
-        (Some(shape), Some(pending)) if shape == (key.chunk_size, key.total_size) => {
-            pending.publish()?
-        }
+        (Some(shape), Some(pending)) if shape == Shape::of(key) => pending.publish()?,
         (Some(_), Some(pending)) => {
             // The client now chunks this file differently (the site changed chunkSize): the
             // old parts cannot be combined with the new ones, so the upload starts afresh.
@@ -80,7 +79,7 @@ pub(super) fn commit_and_complete(
             pending.publish()?;
             super::shape::record(&upload, key)?;
         }
-        (Some(shape), None) if shape != (key.chunk_size, key.total_size) => {
+        (Some(shape), None) if shape != Shape::of(key) => {
             return Ok(Progress::Incomplete);
         }
         (_, None) => {}
@@ -121,7 +120,7 @@ fn covered_parts(upload: &super::UploadDir, key: &UploadKey) -> Result<Option<u6
 }
 
 fn assemble_and_publish(
-    store: &Store,
+    store: &FsStore,
     upload: &super::UploadDir,
     key: &UploadKey,
     parts: u64,
@@ -239,17 +238,16 @@ fn find_earlier_publish(
     name: &str,
 ) -> Result<Option<String>> {
     let probe = StoreError::io("recovering an interrupted publish");
-    let Some((dev, ino, links)) = fsutil::identity(staging_dir.as_fd(), staging).map_err(probe)?
-    else {
+    let Some(staged) = fsutil::identity(staging_dir.as_fd(), staging).map_err(probe)? else {
         return Ok(None);
     };
-    if links < 2 {
+    if staged.links < 2 {
         return Ok(None);
     }
     for attempt in 0..MAX_NAME_ATTEMPTS {
         let candidate = layout::clash_candidate(name, attempt);
         match fsutil::identity(target.as_fd(), &candidate) {
-            Ok(Some((d, i, _))) if d == dev && i == ino => return Ok(Some(candidate)),
+            Ok(Some(found)) if found.same_file(&staged) => return Ok(Some(candidate)),
             Ok(Some(_)) => continue,
             Ok(None) => return Ok(None),
             Err(e) => return Err(StoreError::io("recovering an interrupted publish")(e)),
@@ -284,7 +282,7 @@ fn staging_name(key: &UploadKey) -> String {
 
 /// Removes the staging name of a published upload (the published name keeps the file), once
 /// the record exists. Nothing to do when there is none.
-fn remove_staging(store: &Store, key: &UploadKey) -> Result<()> {
+fn remove_staging(store: &FsStore, key: &UploadKey) -> Result<()> {
     let root = store.upload_root()?;
     let staging_dir = match fsutil::open_dir(root.as_fd(), STAGING_DIR) {
         Ok(dir) => dir,

@@ -74,10 +74,35 @@ pub fn regular_file_size(parent: BorrowedFd<'_>, name: &str) -> io::Result<Optio
     }
 }
 
-/// (device, inode, link count) of a regular file, or `None` when absent.
-pub fn identity(parent: BorrowedFd<'_>, name: &str) -> io::Result<Option<(u64, u64, u64)>> {
+/// Which file a name points at, and how many names it has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileIdentity {
+    pub device: u64,
+    pub inode: u64,
+    pub links: u64,
+}
+
+impl FileIdentity {
+    /// Whether two names are the same file.
+    pub fn same_file(&self, other: &FileIdentity) -> bool {
+        self.device == other.device && self.inode == other.inode
+    }
+}
+
+/// Whether `name` in `parent` is a symbolic link (false when it cannot be examined).
+pub fn is_symlink(parent: BorrowedFd<'_>, name: &str) -> bool {
+    rfs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW)
+        .is_ok_and(|stat| rfs::FileType::from_raw_mode(stat.st_mode) == rfs::FileType::Symlink)
+}
+
+/// The identity of whatever `name` is (never followed), or `None` when absent.
+pub fn identity(parent: BorrowedFd<'_>, name: &str) -> io::Result<Option<FileIdentity>> {
     match rfs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW) {
-        Ok(stat) => Ok(Some((stat.st_dev, stat.st_ino, stat.st_nlink))),
+        Ok(stat) => Ok(Some(FileIdentity {
+            device: stat.st_dev,
+            inode: stat.st_ino,
+            links: stat.st_nlink,
+        })),
         Err(rustix::io::Errno::NOENT) => Ok(None),
         Err(e) => Err(e.into()),
     }

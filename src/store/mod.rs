@@ -7,10 +7,11 @@ mod complete;
 pub mod fsutil;
 pub mod layout;
 mod lock;
+pub mod published;
 mod shape;
 
-use std::fmt;
 use std::io;
+use std::io::Read;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
@@ -29,23 +30,36 @@ pub struct UploadKey {
     pub chunk_size: u64,
 }
 
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The temp or upload directory itself is missing or unusable.
+    #[error(
+        "the {which} directory {} cannot be used: {source} (it must exist and be writable by this process)",
+        path.display()
+    )]
     Root {
         which: &'static str,
         path: PathBuf,
         source: io::Error,
     },
+    /// Something planted a symlink where the store keeps its own directories; it is never
+    /// followed.
+    #[error("{} is a symlink; refusing to follow it (remove it, or point the {which} setting at the real directory)", path.display())]
+    Symlink { which: &'static str, path: PathBuf },
     /// The disk (or quota) is full: the client may retry once space is freed.
+    #[error("no space left while {op}: {source}")]
     NoSpace { op: &'static str, source: io::Error },
     /// Any other filesystem failure, with what was being done.
+    #[error("filesystem error while {op}: {source}")]
     Io { op: &'static str, source: io::Error },
     /// The request body delivered a different number of bytes than the chunk declares.
+    #[error("the body carried {received} bytes but the chunk declares {expected}")]
     BodyLength { expected: u64, received: u64 },
     /// Reading the request body failed (the client went away, or a malformed stream).
-    BodyRead(io::Error),
+    #[error("reading the request body failed: {0}")]
+    BodyRead(#[source] io::Error),
     /// Every candidate name for the finished file is taken.
+    #[error("no free name for {0:?} in the upload directory")]
     NoFreeName(String),
 }
 
@@ -56,32 +70,6 @@ impl StoreError {
                 StoreError::NoSpace { op, source }
             } else {
                 StoreError::Io { op, source }
-            }
-        }
-    }
-}
-
-impl fmt::Display for StoreError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            StoreError::Root {
-                which,
-                path,
-                source,
-            } => write!(
-                f,
-                "the {which} directory {} cannot be used: {source} (it must exist and be writable by this process)",
-                path.display()
-            ),
-            StoreError::NoSpace { op, source } => write!(f, "no space left while {op}: {source}"),
-            StoreError::Io { op, source } => write!(f, "filesystem error while {op}: {source}"),
-            StoreError::BodyLength { expected, received } => write!(
-                f,
-                "the body carried {received} bytes but the chunk declares {expected}"
-            ),
-            StoreError::BodyRead(e) => write!(f, "reading the request body failed: {e}"),
-            StoreError::NoFreeName(name) => {
-                write!(f, "no free name for {name:?} in the upload directory")
             }
         }
     }
@@ -100,8 +88,42 @@ pub enum Progress {
     AlreadyComplete(Completion),
 }
 
+/// What the service needs from storage, whatever keeps the bytes. Every method is safe to call
+/// from many processes and hosts at once for the same upload: implementations serialise what
+/// must be serialised (the filesystem store with a per-upload lock).
+pub trait UploadStore: Send + Sync {
+    /// The finished upload, if this one was completed (and its record matches the key).
+    fn completion(&self, key: &UploadKey) -> Result<Option<Completion>>;
+
+    /// Whether chunk `number` is stored with exactly `size` bytes, under this key's geometry.
+    fn has_chunk(&self, key: &UploadKey, number: u64, size: u64) -> Result<bool>;
+
+    /// Receives chunk `number` from `body`, which must carry exactly `size` bytes. The chunk
+    /// does not count until [`ReceivedChunk::commit`]: the caller first checks whatever framing
+    /// follows the bytes (a multipart trailer), and dropping it discards the chunk.
+    fn receive_chunk(
+        &self,
+        key: &UploadKey,
+        number: u64,
+        size: u64,
+        body: &mut dyn Read,
+    ) -> Result<Box<dyn ReceivedChunk>>;
+
+    /// Completes the upload if every chunk is already stored (a retry after a failed assembly,
+    /// e.g. once a full disk has space again). Nothing is written otherwise.
+    fn complete_if_covered(&self, key: &UploadKey) -> Result<Progress>;
+}
+
+/// A chunk whose bytes all arrived, not yet counted.
+pub trait ReceivedChunk: Send {
+    /// Counts the chunk and, when the upload is then complete, assembles and publishes it,
+    /// exactly once however many requests race here.
+    fn commit(self: Box<Self>) -> Result<Progress>;
+}
+
 /// A temp dir and an upload dir; cheap to create per request.
-pub struct Store {
+#[derive(Debug, Clone)]
+pub struct FsStore {
     temp_dir: PathBuf,
     upload_dir: PathBuf,
 }
@@ -112,9 +134,9 @@ struct UploadDir {
     file_key: String,
 }
 
-impl Store {
-    pub fn new(temp_dir: &Path, upload_dir: &Path) -> Store {
-        Store {
+impl FsStore {
+    pub fn new(temp_dir: &Path, upload_dir: &Path) -> FsStore {
+        FsStore {
             temp_dir: temp_dir.to_path_buf(),
             upload_dir: upload_dir.to_path_buf(),
         }
@@ -136,47 +158,100 @@ impl Store {
         })
     }
 
-    /// Opens (creating when `create`) `TEMP/[~user-…/]<identifier>/`. `None` when absent.
-    fn upload_dir(&self, key: &UploadKey, create: bool) -> Result<Option<UploadDir>> {
+    /// Opens `TEMP/[~user-…/]<identifier>/`; `None` when it does not exist.
+    fn upload_dir(&self, key: &UploadKey) -> Result<Option<UploadDir>> {
         let root = self.temp_root()?;
-        let open = |parent: &OwnedFd, name: &str| -> Result<Option<OwnedFd>> {
-            let opened = if create {
-                fsutil::ensure_dir(parent.as_fd(), name, 0o777)
-            } else {
-                fsutil::open_dir(parent.as_fd(), name)
-            };
-            match opened {
-                Ok(fd) => Ok(Some(fd)),
-                Err(e) if !create && e.kind() == io::ErrorKind::NotFound => Ok(None),
-                Err(e) => Err(StoreError::io("opening the upload's temp directory")(e)),
-            }
-        };
         let scope = match &key.user {
-            Some(user) => match open(&root, &layout::user_dir_name(user))? {
+            Some(user) => match self.temp_subdir(&root, &layout::user_dir_name(user), false)? {
                 Some(fd) => fd,
                 None => return Ok(None),
             },
             None => root,
         };
-        Ok(
-            open(&scope, &layout::upload_dir_name(&key.identifier))?.map(|dir| UploadDir {
-                dir,
-                file_key: layout::file_key(&key.filename),
-            }),
-        )
+        let dir = self.temp_subdir(&scope, &layout::upload_dir_name(&key.identifier), false)?;
+        Ok(dir.map(|dir| UploadDir {
+            dir,
+            file_key: layout::file_key(&key.filename),
+        }))
     }
 
-    /// The completion record of this upload, if it was completed and its record matches.
-    pub fn completion(&self, key: &UploadKey) -> Result<Option<Completion>> {
-        match self.upload_dir(key, false)? {
+    /// Like [`FsStore::upload_dir`], creating the directories that do not exist yet.
+    fn create_upload_dir(&self, key: &UploadKey) -> Result<UploadDir> {
+        let root = self.temp_root()?;
+        let created = |parent: &OwnedFd, name: &str| -> Result<OwnedFd> {
+            self.temp_subdir(parent, name, true)?
+                .ok_or_else(|| StoreError::Io {
+                    op: "creating the upload's temp directory",
+                    source: io::ErrorKind::NotFound.into(),
+                })
+        };
+        let scope = match &key.user {
+            Some(user) => created(&root, &layout::user_dir_name(user))?,
+            None => root,
+        };
+        Ok(UploadDir {
+            dir: created(&scope, &layout::upload_dir_name(&key.identifier))?,
+            file_key: layout::file_key(&key.filename),
+        })
+    }
+
+    /// Opens (creating when `create`) one directory of the temp dir's tree. A symlink there is
+    /// refused by name, not reported as the kernel's "Not a directory".
+    fn temp_subdir(&self, parent: &OwnedFd, name: &str, create: bool) -> Result<Option<OwnedFd>> {
+        let opened = if create {
+            fsutil::ensure_dir(parent.as_fd(), name, 0o777)
+        } else {
+            fsutil::open_dir(parent.as_fd(), name)
+        };
+        match opened {
+            Ok(fd) => Ok(Some(fd)),
+            Err(e) if !create && e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(_) if fsutil::is_symlink(parent.as_fd(), name) => Err(StoreError::Symlink {
+                which: "RESUMABLE_TEMP_DIR",
+                path: self.temp_dir.join(name),
+            }),
+            Err(e) => Err(StoreError::io("opening the upload's temp directory")(e)),
+        }
+    }
+
+    /// Starts receiving chunk `number`: a fresh temporary file beside its final name.
+    fn begin_chunk(&self, key: &UploadKey, number: u64) -> Result<PendingChunk> {
+        // The upload dir must exist too, checked now so that a missing one is reported before
+        // the body is read.
+        self.upload_root()?;
+        let upload = self.create_upload_dir(key)?;
+        PendingChunk::create(upload.dir, &upload.file_key, number)
+    }
+}
+
+/// A chunk of the filesystem store, in its temporary file beside the part's final name.
+struct FsReceivedChunk {
+    store: FsStore,
+    key: UploadKey,
+    pending: PendingChunk,
+}
+
+impl ReceivedChunk for FsReceivedChunk {
+    fn commit(self: Box<Self>) -> Result<Progress> {
+        let FsReceivedChunk {
+            store,
+            key,
+            pending,
+        } = *self;
+        complete::commit_and_complete(&store, &key, Some(pending))
+    }
+}
+
+impl UploadStore for FsStore {
+    fn completion(&self, key: &UploadKey) -> Result<Option<Completion>> {
+        match self.upload_dir(key)? {
             None => Ok(None),
             Some(upload) => complete::read_record(&upload, key),
         }
     }
 
-    /// Whether chunk `number` is stored with exactly `size` bytes.
-    pub fn has_chunk(&self, key: &UploadKey, number: u64, size: u64) -> Result<bool> {
-        let Some(upload) = self.upload_dir(key, false)? else {
+    fn has_chunk(&self, key: &UploadKey, number: u64, size: u64) -> Result<bool> {
+        let Some(upload) = self.upload_dir(key)? else {
             return Ok(false);
         };
         // A part stored under another chunk size may have the right size and the wrong bytes.
@@ -189,26 +264,23 @@ impl Store {
         Ok(found == Some(size))
     }
 
-    /// Starts receiving chunk `number`: a fresh temporary file beside its final name.
-    pub fn begin_chunk(&self, key: &UploadKey, number: u64) -> Result<PendingChunk> {
-        // The upload dir must exist too, checked now so that a missing one is reported before
-        // the body is read.
-        self.upload_root()?;
-        let upload = self.upload_dir(key, true)?.ok_or_else(|| {
-            StoreError::io("creating the upload's temp directory")(io::ErrorKind::NotFound.into())
-        })?;
-        PendingChunk::create(upload.dir, &upload.file_key, number)
+    fn receive_chunk(
+        &self,
+        key: &UploadKey,
+        number: u64,
+        size: u64,
+        body: &mut dyn Read,
+    ) -> Result<Box<dyn ReceivedChunk>> {
+        let mut pending = self.begin_chunk(key, number)?;
+        pending.write_from(body, size)?;
+        Ok(Box::new(FsReceivedChunk {
+            store: self.clone(),
+            key: key.clone(),
+            pending,
+        }))
     }
 
-    /// Puts a fully received chunk in place and, when the upload is then complete, assembles
-    /// and publishes it. Under the upload's lock, so exactly one request ever assembles.
-    pub fn commit_chunk(&self, key: &UploadKey, pending: PendingChunk) -> Result<Progress> {
-        complete::commit_and_complete(self, key, Some(pending))
-    }
-
-    /// Completes the upload if every chunk is already stored (a retry after a failed
-    /// assembly, e.g. once a full disk has space again). Nothing is written otherwise.
-    pub fn complete_if_covered(&self, key: &UploadKey) -> Result<Progress> {
+    fn complete_if_covered(&self, key: &UploadKey) -> Result<Progress> {
         complete::commit_and_complete(self, key, None)
     }
 }

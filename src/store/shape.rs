@@ -12,11 +12,35 @@ use std::os::fd::AsFd;
 
 use super::{fsutil, layout, Result, StoreError, UploadDir, UploadKey};
 
-/// (chunk size, total size)
-pub(super) type Shape = (u64, u64);
+/// How an upload is cut into chunks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Shape {
+    pub chunk_size: u64,
+    pub total_size: u64,
+}
 
-fn shape_of(key: &UploadKey) -> Shape {
-    (key.chunk_size, key.total_size)
+impl Shape {
+    pub fn of(key: &UploadKey) -> Shape {
+        Shape {
+            chunk_size: key.chunk_size,
+            total_size: key.total_size,
+        }
+    }
+
+    fn parse(text: &str) -> Option<Shape> {
+        let mut numbers = text.split_whitespace().map(str::parse::<u64>);
+        match (numbers.next(), numbers.next()) {
+            (Some(Ok(chunk_size)), Some(Ok(total_size))) => Some(Shape {
+                chunk_size,
+                total_size,
+            }),
+            _ => None,
+        }
+    }
+
+    fn render(&self) -> String {
+        format!("{} {}\n", self.chunk_size, self.total_size)
+    }
 }
 
 /// The geometry recorded for this upload, if any. An unreadable file counts as none.
@@ -31,26 +55,21 @@ pub(super) fn recorded(upload: &UploadDir) -> Result<Option<Shape>> {
     file.take(128)
         .read_to_string(&mut text)
         .map_err(StoreError::io("reading the upload's chunk geometry"))?;
-    let mut numbers = text.split_whitespace().map(str::parse::<u64>);
-    Ok(match (numbers.next(), numbers.next()) {
-        (Some(Ok(chunk)), Some(Ok(total))) => Some((chunk, total)),
-        _ => None,
-    })
+    Ok(Shape::parse(&text))
 }
 
 /// True unless a different geometry is recorded for this upload.
 pub(super) fn agrees(upload: &UploadDir, key: &UploadKey) -> Result<bool> {
-    Ok(recorded(upload)?.is_none_or(|shape| shape == shape_of(key)))
+    Ok(recorded(upload)?.is_none_or(|shape| shape == Shape::of(key)))
 }
 
 /// Records `key`'s geometry (temp file + rename). Called under the upload lock.
 pub(super) fn record(upload: &UploadDir, key: &UploadKey) -> Result<()> {
     let name = layout::geometry_name(&upload.file_key);
     let temp = format!(".{name}.tmp");
-    let (chunk, total) = shape_of(key);
     let mut file = fsutil::create_truncate(upload.dir.as_fd(), &temp)
         .map_err(StoreError::io("recording the upload's chunk geometry"))?;
-    file.write_all(format!("{chunk} {total}\n").as_bytes())
+    file.write_all(Shape::of(key).render().as_bytes())
         .map_err(StoreError::io("recording the upload's chunk geometry"))?;
     drop(file);
     fsutil::rename(upload.dir.as_fd(), &temp, upload.dir.as_fd(), &name)
@@ -61,4 +80,21 @@ pub(super) fn record(upload: &UploadDir, key: &UploadKey) -> Result<()> {
 pub(super) fn forget(upload: &UploadDir) -> Result<()> {
     fsutil::remove_file(upload.dir.as_fd(), &layout::geometry_name(&upload.file_key))
         .map_err(StoreError::io("removing the upload's chunk geometry"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_record_round_trips_and_garbage_is_none() {
+        let shape = Shape {
+            chunk_size: 1 << 20,
+            total_size: 25,
+        };
+        assert_eq!(Shape::parse(&shape.render()), Some(shape));
+        for bad in ["", "1", "a b", "1 -2", "99999999999999999999 1"] {
+            assert_eq!(Shape::parse(bad), None, "{bad:?}");
+        }
+    }
 }

@@ -2,36 +2,30 @@
 
 use std::io::{self, Read, Write};
 
-use crate::config::process_env_lookup;
-use crate::handler;
-use crate::request::{Method, Request};
+use crate::config::Config;
+use crate::request::{Head, Request};
+use crate::service::Service;
 
 /// Handles the one request this process was started for. Returns once a response was written;
-/// errors in the request are reported in that response, never as a failing exit.
+/// errors in the request (or in the settings) are reported in that response, never as a
+/// failing exit.
 pub fn run() -> io::Result<()> {
     // Lossy: a stray non-UTF-8 byte must not make a whole variable (say QUERY_STRING) vanish.
-    let env = |name: &str| {
-        std::env::var_os(name)
-            .map(|v| v.to_string_lossy().into_owned())
-            .filter(|v| !v.is_empty())
-    };
-    let method = Method::parse(env("REQUEST_METHOD").as_deref().unwrap_or("GET"));
-    let content_length = match env("CONTENT_LENGTH") {
-        None => Some(0),
-        // A malformed length is treated as "unknown": the handler then bounds the body itself.
-        Some(text) => text.trim().parse::<u64>().ok(),
-    };
+    let head = Head::from_cgi_vars(std::env::vars_os().map(|(name, value)| {
+        (
+            name.to_string_lossy().into_owned(),
+            value.to_string_lossy().into_owned(),
+        )
+    }));
     // RFC 3875 4.2: the body is exactly CONTENT_LENGTH bytes; never read past it.
-    let mut body = io::stdin().take(content_length.unwrap_or(u64::MAX));
-    let request = Request {
-        method,
-        query: env("QUERY_STRING").unwrap_or_default(),
-        content_type: env("CONTENT_TYPE"),
-        content_length,
-        remote_user: env("REMOTE_USER"),
-        body: &mut body,
+    let mut body = io::stdin().take(head.content_length.unwrap_or(u64::MAX));
+    let response = match Config::from_process_env() {
+        Ok(config) => Service::new(config).handle(Request {
+            head,
+            body: &mut body,
+        }),
+        Err(e) => Service::refuse_misconfigured(&head.method, e),
     };
-    let response = handler::handle(&process_env_lookup, request);
     let stdout = io::stdout();
     let mut out = stdout.lock();
     response.write_cgi(&mut out)?;

@@ -3,3 +3,4 @@
 pub mod cgi;
 pub mod fastcgi;
 pub mod serve;
+pub mod shutdown;

@@ -204,7 +204,7 @@ impl<'a, R: Read + Send, W: Write + Send> Connection<'a, R, W> {
             // The server no longer wants the output; END_REQUEST is all it waits for.
             return self.end_request(id, 1, record::REQUEST_COMPLETE);
         }
-        self.write_response(id, &response)?;
+        self.write_response(id, response)?;
         // The next BEGIN_REQUEST sits behind what the handler left unread.
         let mut sink = [0u8; 8192];
         while !self.stdin.done {
@@ -255,7 +255,7 @@ impl<'a, R: Read + Send, W: Write + Send> Connection<'a, R, W> {
         Ok(())
     }
 
-    fn write_response(&mut self, id: u16, response: &Response) -> Result<(), ConnError> {
+    fn write_response(&mut self, id: u16, response: Response) -> Result<(), ConnError> {
         let mut stdout = StdoutWriter {
             id,
             output: &mut self.output,
@@ -484,12 +484,8 @@ mod tests {
     fn echo(params: &Params, body: &mut (dyn Read + Send)) -> Response {
         let mut received = Vec::new();
         let outcome = body.read_to_end(&mut received);
-        let mut response = Response::new(if outcome.is_ok() { 200 } else { 400 });
-        response.body = received;
-        response
-            .body
-            .extend_from_slice(params.get("QUERY_STRING").unwrap_or(b""));
-        response
+        received.extend_from_slice(params.get("QUERY_STRING").unwrap_or(b""));
+        Response::new(if outcome.is_ok() { 200 } else { 400 }).with_bytes(received)
     }
 
     fn run(input: &[u8]) -> (Result<(), ConnError>, Vec<u8>) {

@@ -1,5 +1,5 @@
 //! How the worker got its listening socket: inherited (systemd fd 3, or fd 0 from spawn-fcgi /
-//! mod_fcgid), or bound from `--listen`; plus the command-line options.
+//! mod_fcgid), or bound from `--listen`; then the pool runs with a validated configuration.
 
 use std::io::{self, Read};
 use std::net::TcpListener;
@@ -8,78 +8,38 @@ use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use rustix::net::{sockopt, AddressFamily};
 
 use super::params::Params;
-use super::server::{self, Listener, Options};
-use crate::request::Response;
+use super::server::{self, Listener, Options, SharedApp};
+use crate::config::Config;
+use crate::service::Service;
+use crate::transport::shutdown::Shutdown;
 
 /// Default pool size: uploads are I/O-bound, so more than the cores; each busy worker costs
 /// well under 1 MiB (buffers) plus its thread.
 pub const DEFAULT_WORKERS: usize = 16;
-const MAX_WORKERS: usize = 4096;
+/// The largest pool `--workers` accepts.
+pub const MAX_WORKERS: usize = 4096;
 const SD_LISTEN_FDS_START: i32 = 3;
 
-struct Cli {
-    listen: Option<String>,
-    socket_mode: u32,
-    workers: usize,
-    /// Benchmark aid, not for production: read and discard every body and answer 200, so the
-    /// FastCGI path can be measured without the store.
-    discard: bool,
-    /// Benchmark aid, not for production: write every body to a file in this directory (a
-    /// temp name, then renamed over one of 256 slots) and answer 200, so the FastCGI path plus
-    /// the disk work any storing backend pays can be measured without the store's logic.
-    sink: Option<PathBuf>,
+/// How the worker serves, whichever way it got its socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerOptions {
+    /// Permissions of a unix socket the worker binds itself.
+    pub socket_mode: u32,
+    pub workers: usize,
 }
 
-fn parse_args(args: &[String]) -> Result<Cli, String> {
-    let mut cli = Cli {
-        listen: None,
-        socket_mode: 0o660,
-        workers: DEFAULT_WORKERS,
-        discard: false,
-        sink: None,
-    };
-    let mut args = args.iter();
-    while let Some(arg) = args.next() {
-        let (name, inline) = match arg.split_once('=') {
-            Some((n, v)) if n.starts_with("--") => (n, Some(v.to_string())),
-            _ => (arg.as_str(), None),
-        };
-        let mut value = || -> Result<String, String> {
-            inline
-                .clone()
-                .or_else(|| args.next().cloned())
-                .ok_or(format!("{name} needs a value"))
-        };
-        match name {
-            "fastcgi" => {}
-            "--listen" => cli.listen = Some(value()?),
-            "--socket-mode" => {
-                let text = value()?;
-                cli.socket_mode = u32::from_str_radix(text.trim_start_matches("0o"), 8)
-                    .ok()
-                    .filter(|m| *m <= 0o777)
-                    .ok_or(format!(
-                        "--socket-mode {text:?}: expected octal such as 0660"
-                    ))?;
-            }
-            "--workers" => {
-                let text = value()?;
-                cli.workers = text
-                    .parse()
-                    .ok()
-                    .filter(|n| (1..=MAX_WORKERS).contains(n))
-                    .ok_or(format!("--workers {text:?}: expected 1 to {MAX_WORKERS}"))?;
-            }
-            "--discard" => cli.discard = true,
-            "--sink" => cli.sink = Some(PathBuf::from(value()?)),
-            other => return Err(format!("unknown option {other:?}")),
+impl Default for WorkerOptions {
+    fn default() -> WorkerOptions {
+        WorkerOptions {
+            socket_mode: 0o660,
+            workers: DEFAULT_WORKERS,
         }
     }
-    Ok(cli)
 }
 
 /// Modes 2 and 3: a listening socket handed over by the launcher, if there is one.
@@ -163,29 +123,35 @@ fn bind_unix(path: &Path, mode: u32) -> io::Result<UnixListener> {
     Ok(listener)
 }
 
-fn run(listener: Listener, cli: &Cli, how: &str) -> ExitCode {
+/// EX_CONFIG (sysexits.h): the worker refuses to start on an invalid setting, so that a typo
+/// is seen at start and not as a 500 on every request.
+pub const EXIT_CONFIG: u8 = 78;
+
+fn run(listener: Listener, options: &WorkerOptions, how: &str) -> ExitCode {
+    let config = match Config::from_process_env() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("resumable-cgi fastcgi: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
     log::info!("FastCGI mode: {how}");
-    let options = Options {
-        workers: cli.workers,
+    let service = Arc::new(Service::new(config));
+    let app: SharedApp = Arc::new(move |params: &Params, body: &mut (dyn Read + Send)| {
+        super::respond(&service, params, body)
+    });
+    let shutdown = match Shutdown::on_signals(|| {}) {
+        Ok(shutdown) => shutdown,
+        Err(e) => {
+            log::error!("cannot catch signals: {e}");
+            return ExitCode::FAILURE;
+        }
     };
-    let result = if cli.discard {
-        log::warn!("--discard: benchmark mode, bodies are thrown away and nothing is stored");
-        server::serve(listener, &options, &discard)
-    } else if let Some(dir) = &cli.sink {
-        log::warn!(
-            "--sink: benchmark mode, bodies are written to {} and nothing is stored",
-            dir.display()
-        );
-        server::serve(
-            listener,
-            &options,
-            &|params: &Params, body: &mut (dyn Read + Send)| sink(dir, params, body),
-        )
-    } else {
-        server::serve(listener, &options, &super::respond)
+    let server_options = Options {
+        workers: options.workers,
     };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
+    match server::serve(listener, &server_options, app, &shutdown) {
+        Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
             log::error!("FastCGI worker failed: {e}");
             ExitCode::FAILURE
@@ -194,8 +160,9 @@ fn run(listener: Listener, cli: &Cli, how: &str) -> ExitCode {
 }
 
 /// Modes 2 and 3. `None` when no listening socket was inherited, so the caller goes on to the
-/// command line.
-pub fn run_inherited(args: &[String]) -> Option<ExitCode> {
+/// command line. `listen` is the `--listen` the command line gave, which contradicts an
+/// inherited socket.
+pub fn run_inherited(options: &WorkerOptions, listen: Option<&str>) -> Option<ExitCode> {
     let (listener, how) = match inherited_listener() {
         Ok(Some(found)) => found,
         Ok(None) => return None,
@@ -204,39 +171,19 @@ pub fn run_inherited(args: &[String]) -> Option<ExitCode> {
             return Some(ExitCode::FAILURE);
         }
     };
-    match parse_args(args) {
-        Ok(cli) if cli.listen.is_none() => Some(run(listener, &cli, how)),
-        Ok(_) => {
-            log::error!("--listen given, but a listening socket was inherited ({how})");
-            Some(ExitCode::from(2))
-        }
-        Err(e) => {
-            log::error!("{e}");
-            Some(ExitCode::from(2))
-        }
+    if listen.is_some() {
+        log::error!("--listen given, but a listening socket was inherited ({how})");
+        return Some(ExitCode::from(2));
     }
+    Some(run(listener, options, how))
 }
 
 /// Mode 4: `resumable-cgi fastcgi --listen ADDR [--socket-mode 0660] [--workers N]`.
-pub fn run_command(args: &[String]) -> ExitCode {
-    let cli = match parse_args(args) {
-        Ok(cli) => cli,
-        Err(e) => {
-            eprintln!("resumable-cgi fastcgi: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let Some(listen) = cli.listen.clone() else {
-        eprintln!(
-            "resumable-cgi fastcgi: --listen HOST:PORT or --listen /path/to.sock is required \
-             (or start it with a listening socket on fd 0 or systemd's fd 3)"
-        );
-        return ExitCode::from(2);
-    };
-    match unix_path(&listen) {
-        Some(path) => match bind_unix(&path, cli.socket_mode) {
+pub fn run_listening(listen: &str, options: &WorkerOptions) -> ExitCode {
+    match unix_path(listen) {
+        Some(path) => match bind_unix(&path, options.socket_mode) {
             Ok(listener) => {
-                let code = run(Listener::Unix(listener), &cli, "bound unix socket");
+                let code = run(Listener::Unix(listener), options, "bound unix socket");
                 let _ = std::fs::remove_file(&path);
                 code
             }
@@ -245,128 +192,12 @@ pub fn run_command(args: &[String]) -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        None => match TcpListener::bind(listen.as_str()) {
-            Ok(listener) => run(Listener::Tcp(listener), &cli, "bound TCP socket"),
+        None => match TcpListener::bind(listen) {
+            Ok(listener) => run(Listener::Tcp(listener), options, "bound TCP socket"),
             Err(e) => {
                 log::error!("cannot listen on {listen}: {e}");
                 ExitCode::FAILURE
             }
         },
-    }
-}
-
-/// The `--discard` responder (benchmark aid): counts and drops the body, stores nothing.
-pub fn discard(_params: &Params, body: &mut (dyn Read + Send)) -> Response {
-    let mut buffer = vec![0u8; 64 * 1024];
-    let mut received: u64 = 0;
-    loop {
-        match body.read(&mut buffer) {
-            Ok(0) => break,
-            Ok(n) => received += n as u64,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                return Response::json(
-                    400,
-                    &serde_json::json!({"success": false, "error": e.to_string()}),
-                )
-            }
-        }
-    }
-    Response::json(
-        200,
-        &serde_json::json!({"success": true, "discarded": received}),
-    )
-}
-
-/// The `--sink DIR` responder (benchmark aid): each body goes to a new file in `dir`, written
-/// through a page-aligned 256 KiB buffer like a chunk, then renamed over one of 256 slots (so
-/// the disk does not fill, and replaced files are freed as re-sent chunks are). No parsing,
-/// no lock, no completion check.
-fn sink(dir: &Path, _params: &Params, body: &mut (dyn Read + Send)) -> Response {
-    use std::io::Write;
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static SEQUENCE: AtomicU64 = AtomicU64::new(0);
-    const BUFFER: usize = 256 * 1024;
-    const PAGE: usize = 4096;
-    let seq = SEQUENCE.fetch_add(1, Ordering::Relaxed);
-    let temp = dir.join(format!(".body-{}-{seq}.tmp", std::process::id()));
-    let result = (|| -> io::Result<u64> {
-        let mut file = std::fs::File::create_new(&temp)?;
-        let mut storage = vec![0u8; BUFFER + PAGE];
-        let skew = (PAGE - storage.as_ptr() as usize % PAGE) % PAGE;
-        let buffer = &mut storage[skew..skew + BUFFER];
-        let mut received = 0u64;
-        loop {
-            match body.read(buffer) {
-                Ok(0) => break,
-                Ok(n) => {
-                    file.write_all(&buffer[..n])?;
-                    received += n as u64;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            }
-        }
-        drop(file);
-        std::fs::rename(&temp, dir.join(format!("body-{}", seq % 256)))?;
-        Ok(received)
-    })();
-    match result {
-        Ok(received) => Response::json(
-            200,
-            &serde_json::json!({"success": true, "written": received}),
-        ),
-        Err(e) => {
-            let _ = std::fs::remove_file(&temp);
-            Response::json(
-                500,
-                &serde_json::json!({"success": false, "error": e.to_string()}),
-            )
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn args(list: &[&str]) -> Vec<String> {
-        list.iter().map(|s| s.to_string()).collect()
-    }
-
-    #[test]
-    fn options_parse_and_refuse_nonsense() {
-        let cli = parse_args(&args(&[
-            "--listen",
-            "/tmp/x.sock",
-            "--socket-mode=0600",
-            "--workers",
-            "4",
-        ]))
-        .unwrap();
-        assert_eq!(cli.listen.as_deref(), Some("/tmp/x.sock"));
-        assert_eq!(cli.socket_mode, 0o600);
-        assert_eq!(cli.workers, 4);
-        assert!(parse_args(&args(&["--workers", "0"])).is_err());
-        assert!(parse_args(&args(&["--socket-mode", "999"])).is_err());
-        assert!(parse_args(&args(&["--listen"])).is_err());
-        assert!(parse_args(&args(&["--bogus"])).is_err());
-        assert!(parse_args(&args(&["--sink"])).is_err());
-        let sink = parse_args(&args(&["--sink", "/tmp/bodies"])).unwrap().sink;
-        assert_eq!(sink, Some(PathBuf::from("/tmp/bodies")));
-    }
-
-    #[test]
-    fn listen_addresses() {
-        assert_eq!(unix_path("127.0.0.1:9000"), None);
-        assert_eq!(unix_path("[::1]:9000"), None);
-        assert_eq!(unix_path("/run/x.sock"), Some(PathBuf::from("/run/x.sock")));
-        assert_eq!(unix_path("unix:x.sock"), Some(PathBuf::from("x.sock")));
-    }
-
-    #[test]
-    fn a_pipe_on_fd0_is_not_a_listener() {
-        let (reader, _writer) = std::io::pipe().unwrap();
-        assert!(!is_listening(reader.as_fd()));
     }
 }

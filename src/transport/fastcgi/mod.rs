@@ -1,4 +1,4 @@
-//! FastCGI transport: the same handler as CGI, served by a long-lived worker pool.
+//! FastCGI transport: the same service as CGI, served by a long-lived worker pool.
 //!
 //! Written in-tree from the FastCGI 1.0 specification because the `fastcgi` crate panics on
 //! dropped connections and malformed records, loses params with non-UTF-8 bytes, exits on accept
@@ -12,16 +12,37 @@ pub mod server;
 
 use std::io::Read;
 
-pub use launch::{discard, run_command, run_inherited, DEFAULT_WORKERS};
+pub use launch::{
+    run_inherited, run_listening, WorkerOptions, DEFAULT_WORKERS, EXIT_CONFIG, MAX_WORKERS,
+};
 use params::Params;
 
 use crate::config::{self, process_env_lookup};
-use crate::handler;
-use crate::request::{Method, Request, Response};
+use crate::request::{Head, Request, Response};
+use crate::service::Service;
 
-/// One request: settings from params named exactly like a `RESUMABLE_*` variable, else from
-/// the process environment. `HTTP_*` params (request headers) can never match such a name.
-pub fn respond(params: &Params, body: &mut (dyn Read + Send)) -> Response {
+/// One request. Params named exactly like a `RESUMABLE_*` variable override the worker's
+/// settings for this request only; `HTTP_*` params (request headers) can never match such a
+/// name.
+pub fn respond(service: &Service, params: &Params, body: &mut (dyn Read + Send)) -> Response {
+    // Same reading of the CGI variables as the CGI transport; invalid UTF-8 is replaced
+    // instead of dropping the variable.
+    let head = Head::from_cgi_vars(params.iter().map(|(name, value)| {
+        (
+            String::from_utf8_lossy(name).into_owned(),
+            String::from_utf8_lossy(value).into_owned(),
+        )
+    }));
+    let mut body = body.take(head.content_length.unwrap_or(u64::MAX));
+    let overrides = config::ALL_NAMES
+        .iter()
+        .any(|name| params.get(name).is_some());
+    if !overrides {
+        return service.handle(Request {
+            head,
+            body: &mut body,
+        });
+    }
     let lookup = |name: &str| -> Option<Vec<u8>> {
         if config::ALL_NAMES.contains(&name) {
             if let Some(value) = params.get(name) {
@@ -30,21 +51,11 @@ pub fn respond(params: &Params, body: &mut (dyn Read + Send)) -> Response {
         }
         process_env_lookup(name)
     };
-    // Same reading of the CGI variables as the CGI transport, except that invalid UTF-8 is
-    // replaced instead of dropping the variable.
-    let text = |name: &str| params.text(name).filter(|v| !v.is_empty());
-    let content_length = match text("CONTENT_LENGTH") {
-        None => Some(0),
-        Some(value) => value.trim().parse::<u64>().ok(),
-    };
-    let mut body = body.take(content_length.unwrap_or(u64::MAX));
-    let request = Request {
-        method: Method::parse(text("REQUEST_METHOD").as_deref().unwrap_or("GET")),
-        query: text("QUERY_STRING").unwrap_or_default(),
-        content_type: text("CONTENT_TYPE"),
-        content_length,
-        remote_user: text("REMOTE_USER"),
-        body: &mut body,
-    };
-    handler::handle(&lookup, request)
+    match service.with_overrides(&lookup) {
+        Ok(derived) => derived.handle(Request {
+            head,
+            body: &mut body,
+        }),
+        Err(e) => Service::refuse_misconfigured(&head.method, e),
+    }
 }

@@ -1,17 +1,20 @@
 //! The worker pool: a fixed number of threads accept from one listening socket and each serves
-//! one connection at a time; accept errors back off; SIGTERM/SIGINT drain and stop.
+//! one connection at a time; accept errors back off; a requested shutdown drains and stops.
 
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::{self, TcpListener, TcpStream};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 
 use super::connection::{App, Connection, Limits};
+use super::params::Params;
+use crate::request::Response;
+use crate::transport::shutdown::Shutdown;
 
 /// How long a connection may sit between requests, or a read or write may stall, before the
 /// connection is closed and its worker freed. Longer than nginx's upstream keepalive_timeout
@@ -90,8 +93,8 @@ impl Stream {
 
     fn shutdown(&self) {
         let _ = match self {
-            Stream::Tcp(s) => s.shutdown(Shutdown::Both),
-            Stream::Unix(s) => s.shutdown(Shutdown::Both),
+            Stream::Tcp(s) => s.shutdown(net::Shutdown::Both),
+            Stream::Unix(s) => s.shutdown(net::Shutdown::Both),
         };
     }
 }
@@ -174,13 +177,20 @@ pub struct Options {
     pub workers: usize,
 }
 
-/// Serves until SIGTERM or SIGINT, then lets in-flight requests finish (up to SHUTDOWN_GRACE).
-pub fn serve(listener: Listener, options: &Options, app: &App<'_>) -> io::Result<()> {
-    let stop = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        signal_hook::flag::register(signal, Arc::clone(&stop))?;
-    }
+/// The request handler a worker pool serves, shared by its threads.
+pub type SharedApp = Arc<dyn Fn(&Params, &mut (dyn Read + Send)) -> Response + Send + Sync>;
+
+/// Serves until `shutdown` is requested (or every worker thread died), then gives in-flight
+/// requests up to [`SHUTDOWN_GRACE`]. Answers how many workers were still busy at the end; the
+/// caller decides to leave the process anyway.
+pub fn serve(
+    listener: Listener,
+    options: &Options,
+    app: SharedApp,
+    shutdown: &Shutdown,
+) -> io::Result<usize> {
     listener.set_nonblocking(true)?;
+    let listener = Arc::new(listener);
     let workers = options.workers.max(1);
     let limits = Limits {
         max_conns: workers,
@@ -190,37 +200,26 @@ pub fn serve(listener: Listener, options: &Options, app: &App<'_>) -> io::Result
         "FastCGI responder on {} with {workers} workers",
         listener.describe()
     );
-    let running = AtomicUsize::new(workers);
-    std::thread::scope(|scope| {
-        for n in 0..workers {
-            let (listener, stop, running) = (&listener, &*stop, &running);
-            let spawned = std::thread::Builder::new()
-                .name(format!("fastcgi-{n}"))
-                .spawn_scoped(scope, move || {
-                    worker(listener, stop, limits, app);
-                    running.fetch_sub(1, Ordering::SeqCst);
-                });
-            if let Err(e) = spawned {
-                running.fetch_sub(1, Ordering::SeqCst);
-                log::error!("could not start worker thread {n}: {e}");
-            }
+    for n in 0..workers {
+        let running = shutdown.enter(usize::MAX);
+        let (listener, app, stop) = (Arc::clone(&listener), Arc::clone(&app), shutdown.clone());
+        let spawned = std::thread::Builder::new()
+            .name(format!("fastcgi-{n}"))
+            .spawn(move || {
+                let _running = running;
+                worker(&listener, stop.flag(), limits, &*app);
+            });
+        if let Err(e) = spawned {
+            log::error!("could not start worker thread {n}: {e}");
         }
-        while !stop.load(Ordering::SeqCst) && running.load(Ordering::SeqCst) > 0 {
-            std::thread::sleep(TICK);
-        }
-        log::info!("stopping: no new connections, waiting for in-flight requests");
-        let deadline = Instant::now() + SHUTDOWN_GRACE;
-        while running.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let left = running.load(Ordering::SeqCst);
-        if left > 0 {
-            log::warn!("{left} workers still busy after {SHUTDOWN_GRACE:?}; exiting anyway");
-            // Scoped threads would be joined here; leaving the process is the bounded way out.
-            std::process::exit(0);
-        }
-    });
-    Ok(())
+    }
+    shutdown.wait_for_stop_or_idle();
+    log::info!("stopping: no new connections, waiting for in-flight requests");
+    let left = shutdown.drain(SHUTDOWN_GRACE);
+    if left > 0 {
+        log::warn!("{left} workers still busy after {SHUTDOWN_GRACE:?}; exiting anyway");
+    }
+    Ok(left)
 }
 
 fn worker(listener: &Listener, stop: &AtomicBool, limits: Limits, app: &App<'_>) {
