@@ -1,6 +1,7 @@
-//! Keeps `bench/run` from rotting: its quick mode must run end to end against the binary under
-//! test and write a table. No timing is asserted (CI machines are shared and noisy); only that
-//! the script exits 0, wrote its report to the path it was given, and left BENCHMARKS.md alone.
+//! Keeps `bench/run` and `bench/render` from rotting: the quick mode must run end to end against
+//! the binary under test, write its JSON and a table, and the renderer alone must turn that JSON
+//! into the same table. No timing is asserted (CI machines are shared and noisy); only that the
+//! scripts exit 0, wrote to the paths they were given, and left BENCHMARKS.md alone.
 
 use std::path::Path;
 use std::process::Command;
@@ -43,6 +44,23 @@ fn bench_run_quick_writes_a_table() {
     if !stderr.contains("skipped") {
         assert!(!report.contains("Not measured"), "{report}");
     }
+    // The measurements went beside the report, and rendering them again gives the same report.
+    let json = dir.path().join("quick.json");
+    assert!(json.is_file(), "bench/run wrote no {}", json.display());
+    let again = dir.path().join("again.md");
+    let render = Command::new("python3")
+        .arg(repo.join("bench/render"))
+        .arg(&json)
+        .arg("--out")
+        .arg(&again)
+        .output()
+        .expect("python3 runs bench/render");
+    let render_err = String::from_utf8_lossy(&render.stderr);
+    assert!(
+        render.status.success(),
+        "bench/render failed:\n{render_err}"
+    );
+    assert_eq!(std::fs::read_to_string(&again).unwrap(), report);
     assert_eq!(
         std::fs::read(repo.join("BENCHMARKS.md")).ok(),
         committed,
