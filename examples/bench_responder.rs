@@ -18,10 +18,14 @@ use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
+use resumable_cgi::buffer::AlignedBuffer;
 use resumable_cgi::request::Response;
 use resumable_cgi::transport::fastcgi::params::Params;
-use resumable_cgi::transport::fastcgi::server::{serve, Listener, Options};
+use resumable_cgi::transport::fastcgi::server::{serve, Listener, Options, SharedApp};
+use resumable_cgi::transport::fastcgi::{DEFAULT_WORKERS, MAX_WORKERS};
+use resumable_cgi::transport::shutdown::Shutdown;
 
 const USAGE: &str = "\
 usage: bench_responder --listen HOST:PORT|/path/to.sock [--discard | --sink DIR] [--workers N]
@@ -33,14 +37,11 @@ usage: bench_responder --listen HOST:PORT|/path/to.sock [--discard | --sink DIR]
 
 Logs go to stderr; RESUMABLE_LOG sets the level (default warn). SIGTERM or SIGINT stops it.
 ";
-const DEFAULT_WORKERS: usize = 16;
-const MAX_WORKERS: usize = 4096;
 /// The discarding responder's read size.
 const DISCARD_BUFFER: usize = 64 * 1024;
 /// The sink writes through a page-aligned buffer of the size the store's chunk writer uses, so
 /// its disk work matches what any storing backend pays.
 const SINK_BUFFER: usize = 256 * 1024;
-const PAGE: usize = 4096;
 /// Bodies are renamed over this many files, so the disk does not fill during a long run and
 /// replaced files are freed as re-sent chunks are.
 const SINK_SLOTS: u64 = 256;
@@ -149,10 +150,10 @@ fn run(listener: Listener, cli: &Cli) -> io::Result<()> {
     let options = Options {
         workers: cli.workers,
     };
-    match &cli.mode {
+    let app: SharedApp = match &cli.mode {
         Mode::Discard => {
             log::warn!("benchmark responder: bodies are read and dropped, nothing is stored");
-            serve(listener, &options, &discard)
+            Arc::new(discard)
         }
         Mode::Sink(dir) => {
             log::warn!(
@@ -160,13 +161,13 @@ fn run(listener: Listener, cli: &Cli) -> io::Result<()> {
                 dir.display()
             );
             let sink = Sink::new(dir);
-            serve(
-                listener,
-                &options,
-                &|params: &Params, body: &mut (dyn Read + Send)| sink.respond(params, body),
-            )
+            Arc::new(move |params: &Params, body: &mut (dyn Read + Send)| {
+                sink.respond(params, body)
+            })
         }
-    }
+    };
+    let shutdown = Shutdown::on_signals(|| {})?;
+    serve(listener, &options, app, &shutdown).map(|_| ())
 }
 
 /// Reads `body` to its end through `buffer`, handing each read to `each`; returns the bytes read.
@@ -242,10 +243,8 @@ impl Sink {
 
     fn store(&self, temp: &Path, seq: u64, body: &mut (dyn Read + Send)) -> io::Result<u64> {
         let mut file = std::fs::File::create_new(temp)?;
-        let mut storage = vec![0u8; SINK_BUFFER + PAGE];
-        let skew = (PAGE - storage.as_ptr() as usize % PAGE) % PAGE;
-        let buffer = &mut storage[skew..skew + SINK_BUFFER];
-        let written = drain(body, buffer, |bytes| file.write_all(bytes))?;
+        let mut buffer = AlignedBuffer::new(SINK_BUFFER);
+        let written = drain(body, buffer.as_mut_slice(), |bytes| file.write_all(bytes))?;
         drop(file);
         let slot = self.dir.join(format!("body-{}", seq % SINK_SLOTS));
         std::fs::rename(temp, slot)?;
