@@ -40,6 +40,10 @@ fn settings_help() -> String {
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
+    /// With no command: the pool of a worker started on an inherited socket by spawn-fcgi,
+    /// mod_fcgid or systemd.
+    #[command(flatten)]
+    pub pool: PoolArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -66,6 +70,13 @@ pub struct FastcgiArgs {
     /// when a listening socket is inherited
     #[arg(long)]
     pub listen: Option<String>,
+    #[command(flatten)]
+    pub pool: PoolArgs,
+}
+
+/// How a FastCGI worker's pool is set up.
+#[derive(Debug, Args)]
+pub struct PoolArgs {
     /// Permissions of a unix socket the worker binds (octal)
     #[arg(long, default_value = "0660", value_parser = parse_mode)]
     pub socket_mode: u32,
@@ -74,7 +85,7 @@ pub struct FastcgiArgs {
     pub workers: usize,
 }
 
-impl FastcgiArgs {
+impl PoolArgs {
     pub fn worker_options(&self) -> WorkerOptions {
         WorkerOptions {
             socket_mode: self.socket_mode,
@@ -163,8 +174,8 @@ mod tests {
         {
             Some(Command::Fastcgi(args)) => {
                 assert_eq!(args.listen.as_deref(), Some("/run/x.sock"));
-                assert_eq!(args.socket_mode, 0o600);
-                assert_eq!(args.workers, 4);
+                assert_eq!(args.pool.socket_mode, 0o600);
+                assert_eq!(args.pool.workers, 4);
             }
             other => panic!("{other:?}"),
         }
@@ -181,6 +192,10 @@ mod tests {
             assert_eq!(error.exit_code(), 2, "{bad:?}");
         }
         assert!(parse(&[]).unwrap().command.is_none());
+        // spawn-fcgi and systemd start the worker with pool options and no command.
+        let inherited = parse(&["--workers", "2"]).unwrap();
+        assert!(inherited.command.is_none());
+        assert_eq!(inherited.pool.workers, 2);
     }
 
     #[test]

@@ -24,7 +24,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         // spawn-fcgi, mod_fcgid, systemd: a listening socket on fd 0 or fd 3 means FastCGI.
-        None => match transport::fastcgi::run_inherited(&Default::default(), None) {
+        None => match transport::fastcgi::run_inherited(&cli.pool.worker_options(), None) {
             Some(code) => code,
             None => {
                 // A usage error: the help goes to stderr, as clap sends its own errors.
@@ -33,7 +33,7 @@ fn main() -> ExitCode {
             }
         },
         Some(Command::Fastcgi(args)) => {
-            let options = args.worker_options();
+            let options = args.pool.worker_options();
             let listen = args.listen.as_deref();
             match (listen, transport::fastcgi::run_inherited(&options, listen)) {
                 (_, Some(code)) => code,

@@ -81,7 +81,8 @@ pub fn is_multipart(content_type: Option<&str>) -> bool {
     })
 }
 
-/// Reads a multipart body. Text fields are appended to `params`. When the `file` part starts,
+/// Reads a multipart body. Text fields are appended to `params`. When the file part starts
+/// (the part named `file`, or the first with a `filename` attribute),
 /// `on_file` gets the params gathered so far and a reader of exactly that part's bytes; what it
 /// returns comes back once the rest of the body has been checked to end properly (nothing may
 /// follow the file part). Without a file part, `Ok(None)`.
@@ -99,8 +100,9 @@ pub fn read_multipart<T, E>(
     let constraints = Constraints::new().size_limit(
         SizeLimit::new()
             .whole_stream(limit)
-            .per_field(MAX_TEXT_FIELD)
-            .for_field(FILE_FIELD, limit),
+            // Any part may be the file part (its name varies by client), so multer bounds each
+            // part by the body limit and text fields are held to MAX_TEXT_FIELD below.
+            .per_field(limit),
     );
     let framing = Framing::default();
     let mut multipart = Multipart::with_constraints(
@@ -123,7 +125,9 @@ pub fn read_multipart<T, E>(
             return Ok(None);
         };
         let name = field.name().unwrap_or_default().to_string();
-        if name == FILE_FIELD {
+        // The clients name their file part differently (`file`, `qqfile`, `files[]`); a part
+        // that carries a file name is a file whatever its name.
+        if name == FILE_FIELD || field.file_name().is_some() {
             let mut reader = FieldReader {
                 field: &mut field,
                 pending: Bytes::new(),
@@ -161,6 +165,11 @@ pub fn read_multipart<T, E>(
         let mut value = Vec::new();
         while let Some(bytes) = framing.block_on(field.chunk()).map_err(fail)? {
             value.extend_from_slice(&bytes);
+            if value.len() as u64 > MAX_TEXT_FIELD {
+                return Err(IntakeError::Multipart(MultipartError::Malformed(format!(
+                    "form field {name:?} is larger than {MAX_TEXT_FIELD} bytes"
+                ))));
+            }
         }
         params.push(name, String::from_utf8_lossy(&value).into_owned());
     }

@@ -1,39 +1,12 @@
-//! The only place where protocol and store meet: built once from a validated [`Config`], it
-//! turns one [`Request`] into one [`Response`], whichever transport carried it.
+//! The chunked flow shared by every chunk dialect: a test request (is this chunk stored?) and a
+//! chunk upload (stream it in, count it, complete the file when it was the last one missing).
 
-use crate::config::{Config, ConfigError};
-use crate::error::{Error, ALLOWED_METHODS};
+use super::{Failure, Handled, Service};
+use crate::error::Error;
 use crate::protocol::multipart::{self, IntakeError};
 use crate::protocol::{self, ChunkDialect, ChunkRequest, Finished, Outcome, Params};
-use crate::request::{Head, Method, Request, Response};
-use crate::store::{Completion, FsStore, Progress, ReceivedChunk, UploadKey, UploadStore};
-
-/// The upload endpoint: settings plus the store they name.
-pub struct Service {
-    config: Config,
-    store: Box<dyn UploadStore>,
-}
-
-/// A response and a short description of what was done, for the log line.
-struct Handled {
-    response: Response,
-    summary: String,
-}
-
-/// An error, and the dialect whose client must be told (when it was known by then).
-struct Failure {
-    error: Error,
-    dialect: Option<&'static dyn ChunkDialect>,
-}
-
-impl<E: Into<Error>> From<E> for Failure {
-    fn from(error: E) -> Failure {
-        Failure {
-            error: error.into(),
-            dialect: None,
-        }
-    }
-}
+use crate::request::{Head, Request};
+use crate::store::{Completion, Progress, ReceivedChunk, StoreError, UploadKey};
 
 /// A chunk whose bytes arrived, with what the client said about it.
 struct Received {
@@ -43,87 +16,6 @@ struct Received {
 }
 
 impl Service {
-    pub fn new(config: Config) -> Service {
-        let store = Box::new(FsStore::new(&config.temp_dir, &config.upload_dir));
-        Service { config, store }
-    }
-
-    pub fn config(&self) -> &Config {
-        &self.config
-    }
-
-    /// A service for one request whose settings override some of these (FastCGI params named
-    /// like a `RESUMABLE_*` variable). `lookup` answers the overriding value or the base one.
-    pub fn with_overrides(
-        &self,
-        lookup: &dyn Fn(&str) -> Option<Vec<u8>>,
-    ) -> Result<Service, ConfigError> {
-        Config::from_lookup(lookup).map(Service::new)
-    }
-
-    /// Handles one request. Never panics on request input; every failure becomes a response
-    /// and one log line.
-    pub fn handle(&self, request: Request) -> Response {
-        let method = request.head.method.clone();
-        match self.route(request) {
-            Ok(Handled { response, summary }) => {
-                log::info!("{} {summary} -> {}", method.as_str(), response.status);
-                response
-            }
-            Err(Failure { error, dialect }) => {
-                let response = match dialect {
-                    Some(dialect) => dialect.refuse(&error),
-                    None => error.to_response(),
-                };
-                self.log_failure(&method, response.status, &error);
-                response
-            }
-        }
-    }
-
-    /// Answers a request whose settings were invalid: that request's 500, with the log line
-    /// naming the variable.
-    pub fn refuse_misconfigured(method: &Method, error: ConfigError) -> Response {
-        let error = Error::Config(error);
-        let response = error.to_response();
-        log::error!("{} -> {}: {error}", method.as_str(), response.status);
-        response
-    }
-
-    fn log_failure(&self, method: &Method, status: u16, error: &Error) {
-        if status < 500 {
-            log::warn!("{} -> {status}: {error}", method.as_str());
-            return;
-        }
-        // An operator reading the error log needs to know which directories were meant: the
-        // OS error ("Read-only file system") alone does not say.
-        let dirs = match error {
-            Error::Store(_) => format!(
-                " (temp dir {}, upload dir {})",
-                self.config.temp_dir.display(),
-                self.config.upload_dir.display()
-            ),
-            _ => String::new(),
-        };
-        log::error!("{} -> {status}: {error}{dirs}", method.as_str());
-    }
-
-    fn route(&self, request: Request) -> Result<Handled, Failure> {
-        match request.head.method {
-            Method::Get | Method::Head => {
-                self.probe(&Params::from_query(&request.head.query), &request.head)
-            }
-            Method::Post | Method::Put => self.receive(request),
-            Method::Options => Ok(Handled {
-                response: Response::new(204).with_header("Allow", ALLOWED_METHODS),
-                summary: "options".into(),
-            }),
-            Method::Patch | Method::Delete | Method::Other(_) => {
-                Err(Error::MethodNotAllowed(request.head.method.as_str().to_string()).into())
-            }
-        }
-    }
-
     /// The dialect and chunk a request describes, checked against the configured limits.
     fn chunk_of(
         &self,
@@ -157,10 +49,10 @@ impl Service {
     }
 
     /// The test request (testChunks): is this chunk stored, or the upload complete?
-    fn probe(&self, params: &Params, head: &Head) -> Result<Handled, Failure> {
+    pub(super) fn probe(&self, params: &Params, head: &Head) -> Result<Handled, Failure> {
         let (dialect, chunk) = self.chunk_of(params, head)?;
         let key = upload_key(&chunk, head.remote_user.as_deref());
-        let failed = |error: crate::store::StoreError| Failure {
+        let failed = |error: StoreError| Failure {
             error: error.into(),
             dialect: Some(dialect),
         };
@@ -215,7 +107,7 @@ impl Service {
     }
 
     /// A chunk upload: multipart (fields, then the file part) or a raw body (octet mode).
-    fn receive(&self, request: Request) -> Result<Handled, Failure> {
+    pub(super) fn receive(&self, request: Request) -> Result<Handled, Failure> {
         let Request { head, body } = request;
         if let Some(length) = head.content_length {
             let max = self.config.max_body_size();
