@@ -1,7 +1,8 @@
 //! Pure chunk-geometry rules shared by floor mode and ceil mode (`forceChunkSize`).
 //!
-//! The client's chunk count is not trusted (resumable.js 1.1.0 can send a wrong
-//! `resumableTotalChunks`, protocol.md 2.2); these rules hold for every chunk k in both modes:
+//! The client's chunk count is not trusted (resumable.js 1.1.0 can send a
+//! `resumableTotalChunks` lower than the chunks it sends); these rules hold for every chunk k
+//! in both modes:
 //! start = (k-1)*chunkSize; a non-final chunk is exactly chunkSize; the final chunk ends at
 //! totalSize; in floor mode the final chunk may be up to 2*chunkSize-1 bytes.
 
@@ -183,7 +184,7 @@ mod tests {
     }
 
     #[test]
-    fn the_protocol_md_examples_pass() {
+    fn the_documented_examples_pass() {
         for (total, force, expected) in [
             (25, false, vec![10, 15]),
             (29, false, vec![10, 19]),

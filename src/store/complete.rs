@@ -191,8 +191,7 @@ const WRITE_BEHIND: u64 = 8 << 20;
 /// Every WRITE_BEHIND bytes, writeback of what was just copied is started
 /// (`posix_fadvise(DONTNEED)`, which on Linux submits the range's dirty pages without waiting;
 /// pages under writeback stay cached). The disk then writes while the copy goes on, instead of
-/// all of it inside the final fsync: for 1 GiB on the benchmark machine, copy + fsync took
-/// 0.99-1.13 s one after the other and 0.62-0.76 s overlapped (BENCHMARKS.md, assembly). Only
+/// all of it inside the final fsync (BENCHMARKS.md, assembly, measures the difference). Only
 /// a hint: its failure changes nothing, and the fsync below is what makes the file durable.
 fn assemble(
     upload: &super::UploadDir,
@@ -353,8 +352,8 @@ const PARALLEL_REMOVAL_FROM: usize = 32;
 
 /// Removes `names` from `dir`, several at a time for a large upload. Removing a file frees its
 /// blocks in the unlink call itself, and on ext4 mounted with `discard` (without a journal,
-/// as on the benchmark machine) that waits for the device's discard: about 1–4 ms per 1 MiB
-/// part, 0.7–2 s for the parts of a 256 MiB–1 GiB upload one after another. The wait happens
+/// as on the benchmark machine) that waits for the device's discard, part after part when done
+/// one by one. The wait happens
 /// after the kernel releases the directory inode's lock (our upload lock is still held), so
 /// parallel unlinks overlap it (BENCHMARKS.md,
 /// assembly). Only called once the completion record exists, when the order of removal no
