@@ -13,7 +13,7 @@ pub const MISSING_CHUNK_STATUS: &str = "RESUMABLE_MISSING_CHUNK_STATUS";
 pub const LOG_LEVEL: &str = "RESUMABLE_LOG";
 
 /// Every setting with its default and meaning, for `--help` and the man page.
-pub const DOCUMENTED: [(&str, &str, &str); 6] = [
+pub const DOCUMENTED: &[(&str, &str, &str)] = &[
     (
         TEMP_DIR,
         "temp",
@@ -47,7 +47,7 @@ pub const DOCUMENTED: [(&str, &str, &str); 6] = [
 ];
 
 /// Every name this program reads; a FastCGI param may override exactly these.
-pub const ALL_NAMES: [&str; 6] = [
+pub const ALL_NAMES: &[&str] = &[
     TEMP_DIR,
     UPLOAD_DIR,
     MAX_FILE_SIZE,
