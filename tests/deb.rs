@@ -162,6 +162,16 @@ fn deb_builds_installs_serves_apache_cgi_bin_uploads_and_purges() {
     check_installed();
 
     // ---- the stock Apache with only cgid and the packaged configuration enabled
+    if !machine.cgid_enabled {
+        // the configuration declares `# Depends: cgid`: a2enconf refuses it before a2enmod cgid
+        let out = Command::new("a2enconf").args(["-q", PKG]).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && text.contains("cgid"),
+            "a2enconf without cgid: {text}"
+        );
+        assert!(!exists("/etc/apache2/conf-enabled/resumable-cgi.conf"));
+    }
     must(Command::new("a2enmod").args(["-q", "cgid"]));
     must(Command::new("a2enconf").args(["-q", PKG]));
     machine.start_apache();
