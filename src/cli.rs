@@ -8,25 +8,51 @@ use clap::{Args, Parser, Subcommand};
 use crate::config;
 use crate::transport::fastcgi::{WorkerOptions, DEFAULT_WORKERS, MAX_WORKERS};
 
-/// What `--help` and the man page say after the options.
+/// Every exit status the program uses, with its meaning, for `--help` and the man page.
+pub const EXIT_STATUSES: &[(&str, &str)] = &[
+    (
+        "0",
+        "CGI: a response was written, whatever its HTTP status (a refused chunk is an answer, \
+         not a failure). fastcgi and serve: stopped by SIGTERM or SIGINT after the requests in \
+         flight finished. cleanup: the pass completed. --help, --version.",
+    ),
+    (
+        "1",
+        "CGI: the response could not be written (the web server hung up). fastcgi and serve: \
+         the socket could not be bound or the server failed; a second SIGINT stopped it \
+         without waiting. cleanup: a file system error.",
+    ),
+    (
+        "2",
+        "Usage error: an unknown subcommand or option, a missing or invalid option value, \
+         --listen given while a listening socket was inherited, or no subcommand outside CGI.",
+    ),
+    (
+        "78",
+        "An invalid RESUMABLE_* setting (EX_CONFIG): fastcgi, serve and cleanup refuse to \
+         start and print one line naming the variable and its value. (A CGI request with an \
+         invalid setting is answered 500 with that line in the web server's error log.)",
+    ),
+];
+
+/// What `--help` says after the options.
 fn settings_help() -> String {
     let mut text = String::from(
         "Examples:\n  resumable-cgi serve                     development server on 127.0.0.1:8080\n  \
          resumable-cgi fastcgi --listen /run/resumable-cgi.sock\n  \
          resumable-cgi cleanup --older-than 48h    from cron\n\n\
-         Run by a web server as a CGI program (GATEWAY_INTERFACE set) it handles one request. \
-         Started with a listening socket on fd 0 (spawn-fcgi, mod_fcgid) or systemd's fd 3 it \
-         is a FastCGI worker.\n\nSettings (environment variables; FastCGI params of the same \
-         name override them per request):\n",
+         Settings (environment variables; FastCGI params of the same name override them per \
+         request):\n",
     );
-    for (name, default, meaning) in config::DOCUMENTED {
-        text.push_str(&format!("  {name} (default {default}): {meaning}\n"));
+    for (name, default, _) in config::DOCUMENTED {
+        text.push_str(&format!("  {name} (default {default})\n"));
     }
-    text.push_str(
-        "\nExit status: 0 success; 1 a failure at run time (cannot listen, a directory cannot \
-         be read); 2 a usage error; 78 an invalid setting (the worker and the development \
-         server refuse to start).",
-    );
+    text.push_str("\nExit status:\n");
+    for (status, meaning) in EXIT_STATUSES {
+        let first = meaning.split(". ").next().unwrap_or(meaning);
+        text.push_str(&format!("  {status}  {first}\n"));
+    }
+    text.push_str("\nThe manual page resumable-cgi(1) and the README say more.");
     text
 }
 
@@ -35,6 +61,18 @@ fn settings_help() -> String {
     name = "resumable-cgi",
     version,
     about = "Receives browser uploads (resumable.js, flow.js and more) as CGI, FastCGI or a development server",
+    long_about = "Receives chunked, resumable browser uploads (resumable.js, flow.js, \
+        simple-uploader) and puts each finished file, byte-identical, in a directory. Chunks \
+        may arrive in any order, repeatedly and concurrently; a file is assembled exactly once, \
+        aside, and given its name only when complete.\n\n\
+        The mode comes from how the program is started: with GATEWAY_INTERFACE set it answers \
+        one request as a CGI program; started with a listening socket on file descriptor 0 \
+        (spawn-fcgi, mod_fcgid, systemd StandardInput=socket) or passed by systemd socket \
+        activation (LISTEN_FDS, descriptor 3) it is a FastCGI worker; otherwise the subcommand \
+        decides.\n\n\
+        Settings are read from RESUMABLE_* environment variables: SetEnv in Apache, \
+        fastcgi_param in nginx (a FastCGI parameter of the same name overrides the worker's \
+        environment for that request), or the shell.",
     after_help = settings_help(),
 )]
 pub struct Cli {
@@ -48,15 +86,25 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Development server with a demo page, the upload endpoint at /upload and the files at /files/
+    /// Development server with a demo page, the upload endpoint at /upload and the files at
+    /// /files/ (not for production)
+    ///
+    /// Like php -S. Creates the temp and upload directories if missing, logs every request,
+    /// lists finished files at /files/. SIGINT stops it after the requests in flight.
     Serve {
         /// Address to listen on
         #[arg(long, short = 'l', default_value = crate::transport::serve::DEFAULT_LISTEN)]
         listen: String,
     },
     /// FastCGI worker on HOST:PORT or a unix socket (or on an inherited listening socket)
+    ///
+    /// A stale unix socket file is replaced, a live one refused, and the file is removed on
+    /// exit. SIGTERM or SIGINT stops accepting and lets requests in flight finish (up to 30 s).
     Fastcgi(FastcgiArgs),
     /// Removes uploads abandoned for longer than AGE (run it from cron with the same settings)
+    ///
+    /// Removes upload folders in the temp directory in which nothing changed for AGE, and
+    /// stale staging files, leaving alone any upload a request holds the lock of.
     Cleanup {
         /// 48h, 7d, 30m, 90s or plain seconds
         #[arg(long, default_value = "48h", value_parser = parse_age)]

@@ -17,32 +17,42 @@ pub const DOCUMENTED: &[(&str, &str, &str)] = &[
     (
         TEMP_DIR,
         "temp",
-        "where parts are kept until a file is complete; must exist",
+        "Where the parts of an upload are kept until the file is complete, relative to the \
+         working directory unless absolute. Must exist and be writable.",
     ),
     (
         UPLOAD_DIR,
         "uploads",
-        "where finished files are published; must exist",
+        "Where finished files are published (the folders of the client's relative path are \
+         kept). Must exist and be writable. Files are assembled in its .resumable-staging/ \
+         folder and then linked to their name; an existing file is never replaced \
+         (\"name (1).ext\" is used instead).",
     ),
     (
         MAX_FILE_SIZE,
         "10G",
-        "largest declared file size (bytes, or with a K/M/G/T suffix)",
+        "Largest declared file size; larger files are refused with 415. Bytes, or with a K, M, \
+         G or T suffix (binary multiples).",
     ),
     (
         MAX_CHUNK_SIZE,
         "64M",
-        "largest nominal chunk size; a body may be up to twice that plus 1 MiB",
+        "Largest nominal chunk size (the client's chunkSize). One request body may carry up to \
+         twice that (the last chunk) plus 1 MiB of multipart framing; a larger body is refused \
+         with 415 before it is read. Web server body limits must allow as much.",
     ),
     (
         MISSING_CHUNK_STATUS,
         "204",
-        "what a test request answers for a chunk that is not stored",
+        "What a test request answers for a chunk that is not stored: 204 works with every \
+         client; 404 reproduces the classic PHP script (and makes flow.js 2.8 and later fail \
+         the file).",
     ),
     (
         LOG_LEVEL,
         "info",
-        "log level on stderr: off, error, warn, info, debug or trace",
+        "Log level on standard error: off, error, warn, info (one line per request), debug or \
+         trace. Read from the process environment only.",
     ),
 ];
 
@@ -233,6 +243,15 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
             .collect();
         Config::from_lookup(&|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn every_setting_is_documented_once() {
+        let mut documented: Vec<&str> = DOCUMENTED.iter().map(|(name, _, _)| *name).collect();
+        let mut read = ALL_NAMES.to_vec();
+        documented.sort_unstable();
+        read.sort_unstable();
+        assert_eq!(documented, read);
     }
 
     #[test]
