@@ -6,6 +6,7 @@
 
 #[path = "e2e/cases.rs"]
 mod cases;
+mod common;
 #[path = "e2e/harness.rs"]
 mod harness;
 #[path = "e2e/servers.rs"]
@@ -17,6 +18,7 @@ use std::process::Command;
 use serde_json::json;
 
 use cases::*;
+use common::sha256_file;
 use harness::*;
 use servers::*;
 

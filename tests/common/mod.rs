@@ -4,13 +4,14 @@
 
 pub mod fastcgi_client;
 pub mod scenarios;
+pub mod sha256;
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use sha2::{Digest, Sha256};
+pub use sha256::{sha256_file, sha256_hex};
 
 /// One HTTP-level request to the upload endpoint.
 #[derive(Debug, Clone, Default)]
@@ -402,13 +403,6 @@ pub fn multipart(params: &[(String, String)], file: &[u8], filename: &str) -> (S
     (format!("multipart/form-data; boundary={BOUNDARY}"), body)
 }
 
-pub fn sha256_hex(data: &[u8]) -> String {
-    Sha256::digest(data)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 /// Deterministic pseudo-random bytes (xorshift), so failures reproduce.
 pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
     let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
@@ -443,7 +437,7 @@ pub fn snapshot(dir: &Path) -> BTreeMap<String, String> {
                 out.insert(format!("{rel}/"), "dir".into());
                 walk(base, &path, out);
             } else {
-                out.insert(rel, sha256_hex(&std::fs::read(&path).unwrap()));
+                out.insert(rel, sha256_file(&path));
             }
         }
     }

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use serde_json::{json, Value};
 
+use crate::common::sha256_file;
 use crate::harness::*;
 use crate::servers::Stack;
 

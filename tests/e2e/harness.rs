@@ -1,6 +1,6 @@
 //! Plumbing for the end-to-end suite: per-test directories, free ports, rendering the shipped
 //! deploy/ files, processes that are stopped by PID when dropped (also when a test panics),
-//! the browser driver, sha256 and access-log parsing.
+//! the browser driver and access-log parsing.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use sha2::{Digest, Sha256};
+use crate::common::sha256_file;
 
 pub const WWW_DATA: u32 = 33;
 
@@ -304,15 +304,6 @@ pub fn read_lossy(path: &Path) -> String {
         let _ = f.read_to_end(&mut buf);
     }
     String::from_utf8_lossy(&buf).into_owned()
-}
-
-pub fn sha256_file(path: &Path) -> String {
-    let data = fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    hex(&Sha256::digest(&data))
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Deterministic test content (xorshift), so a failure can be reproduced byte for byte.
