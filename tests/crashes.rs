@@ -461,11 +461,7 @@ fn a_fastcgi_worker_killed_mid_request_and_restarted() {
     require_strace();
     let shared = Cgi::new();
     let launch = |wrap: Option<Point>| -> Worker {
-        let dirs = Dirs {
-            root: tempfile::tempdir().unwrap(),
-            temp: shared.dirs.temp.clone(),
-            uploads: shared.dirs.uploads.clone(),
-        };
+        let dirs = Dirs::sharing(&shared.dirs);
         let addr = Addr::free_tcp();
         let mut command = match wrap {
             Some(point) => {

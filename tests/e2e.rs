@@ -18,7 +18,7 @@ use std::process::Command;
 use serde_json::json;
 
 use cases::*;
-use common::sha256_file;
+use common::{sha256_file, Scratch};
 use harness::*;
 use servers::*;
 
@@ -93,7 +93,7 @@ fn e2e_apache_mod_proxy_fcgi_systemd_units() {
     s.start_apache();
     run_standard(&s);
     // what would go to the journal (StandardError=journal): the worker's own stderr
-    let log = read_lossy(&s.dir.path.join("logs/worker.log"));
+    let log = read_lossy(&s.dir.path().join("logs/worker.log"));
     assert!(
         log.contains("completed"),
         "no completion logged by the worker:\n{log}"
@@ -125,8 +125,8 @@ fn e2e_nginx_listen_fds_socket_activation() {
 /// describe (socket on fd 0) is exercised by e2e_apache_mod_proxy_fcgi_systemd_units.
 #[test]
 fn e2e_systemd_units_verify() {
-    let dir = TestDir::new("systemd-verify");
-    let bin = dir.install_program();
+    let dir = Scratch::new("systemd-verify");
+    let bin = install_program(&dir);
     let vars = vec![
         ("BIN", bin.display().to_string()),
         ("SOCKET", "/run/resumable-cgi.sock".to_string()),
@@ -170,7 +170,7 @@ fn e2e_systemd_units_verify() {
 /// Reloads the page while chunks are in flight, adds the same file again, and shows from the web
 /// server's access log that only the chunks the server did not have were sent again.
 fn reload_resume(stack: &Stack) {
-    let src = stack.dir.path.join("src/reload");
+    let src = stack.dir.path().join("src/reload");
     let files = [
         (
             "reload-r.bin",
@@ -302,7 +302,7 @@ fn swap_in_place(mut stack: Stack, deploy_site: &str, php_site: String) {
     let name = "swap.bin";
     let size = 10 * CHUNK + 777;
     let total = (size / CHUNK) as u64;
-    let src = stack.dir.path.join("src/swap").join(name);
+    let src = stack.dir.path().join("src/swap").join(name);
     make_file(&src, size, 4242);
     let sha = sha256_file(&src);
     let step = |mode: &str| {
@@ -393,7 +393,7 @@ fn largest_chunk(stack: &Stack, over_limit: (u16, u16)) {
     let chunk: u64 = 64 << 20;
     let size = 2 * chunk - 1;
     let name = format!("largest-{}.bin", stack.name);
-    let src = stack.dir.path.join("src").join(&name);
+    let src = stack.dir.path().join("src").join(&name);
     make_file(&src, size as usize, 77);
     let data = std::fs::read(&src).unwrap();
     let sha = sha256_file(&src);

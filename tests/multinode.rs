@@ -145,7 +145,7 @@ fn start_cluster() -> Cluster {
     let mut worker_logs = Vec::new();
     let mut worker_pids = Vec::new();
     for (i, node) in nodes.iter().enumerate() {
-        let log = stack.dir.path.join(format!("logs/node{}.log", i + 1));
+        let log = stack.dir.path().join(format!("logs/node{}.log", i + 1));
         // `ip netns exec` execs in place (same PID); setpriv drops to www-data and execs too
         let listen = format!("{}:9000", node.addr);
         let mut cmd = Command::new("ip");

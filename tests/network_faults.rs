@@ -614,7 +614,7 @@ fn nginx_site(stack: &Stack, deploy: &str) {
 /// of the program was being written lends the child a write descriptor to it for a moment.
 fn start_worker(stack: &mut Stack, workers: usize) -> PathBuf {
     stack.dir.dir("run", false);
-    let log = stack.dir.path.join("logs/worker.log");
+    let log = stack.dir.path().join("logs/worker.log");
     for _attempt in 0..5 {
         let mut p = Proc::spawn(
             "resumable-cgi fastcgi (spawn-fcgi -n)",

@@ -211,11 +211,7 @@ fn the_same_across_fastcgi_worker_processes_and_cgi_sharing_the_dirs() {
     let cgi = Cgi::new();
     let workers: Vec<Worker> = (0..3)
         .map(|_| {
-            let dirs = Dirs {
-                root: tempfile::tempdir().unwrap(),
-                temp: cgi.dirs.temp.clone(),
-                uploads: cgi.dirs.uploads.clone(),
-            };
+            let dirs = Dirs::sharing(&cgi.dirs);
             let mut command = std::process::Command::new(binary());
             let addr = Addr::free_tcp();
             command

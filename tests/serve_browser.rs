@@ -63,7 +63,7 @@ fn run_demo_page(url: &str, work: &Path, out: &Path) -> (bool, String) {
 #[test]
 fn demo_page_uploads_two_files_and_resumes_one_after_a_reload() {
     let server = DevServer::start_with(&[("RESUMABLE_MAX_FILE_SIZE", "7M")]);
-    let work = tempfile::tempdir().unwrap();
+    let work = Scratch::for_this_test();
     let out = work.path().join("node.out");
     let (ok, output) = run_demo_page(&server.url(), work.path(), &out);
     let log = server.log();

@@ -4,6 +4,7 @@
 
 pub mod fastcgi_client;
 pub mod scenarios;
+pub mod scratch;
 pub mod sha256;
 
 use std::collections::BTreeMap;
@@ -11,6 +12,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+pub use scratch::Scratch;
 pub use sha256::{sha256_file, sha256_hex};
 
 /// One HTTP-level request to the upload endpoint.
@@ -78,16 +80,16 @@ pub fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_resumable-cgi"))
 }
 
-/// A fresh temp dir and upload dir under one scratch directory.
+/// A fresh temp dir and upload dir in one scratch directory.
 pub struct Dirs {
-    pub root: tempfile::TempDir,
+    pub root: Scratch,
     pub temp: PathBuf,
     pub uploads: PathBuf,
 }
 
 impl Dirs {
     pub fn new() -> Dirs {
-        let root = tempfile::tempdir().expect("scratch dir");
+        let root = Scratch::for_this_test();
         let temp = root.path().join("temp");
         let uploads = root.path().join("uploads");
         std::fs::create_dir(&temp).unwrap();
@@ -96,6 +98,16 @@ impl Dirs {
             root,
             temp,
             uploads,
+        }
+    }
+
+    /// A scratch directory of its own (for a worker's socket and log) over `other`'s temp and
+    /// upload dirs, so that several processes share one store.
+    pub fn sharing(other: &Dirs) -> Dirs {
+        Dirs {
+            root: Scratch::for_this_test(),
+            temp: other.temp.clone(),
+            uploads: other.uploads.clone(),
         }
     }
 }

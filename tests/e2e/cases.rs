@@ -198,7 +198,7 @@ pub fn merge(mut a: Value, b: Value) -> Value {
 
 impl Case {
     pub fn src_dir(&self, stack: &Stack) -> PathBuf {
-        stack.dir.path.join("src").join(self.id)
+        stack.dir.path().join("src").join(self.id)
     }
 
     /// Writes the source files; returns (stored relative path, sha256) for each.

@@ -1,4 +1,4 @@
-//! Plumbing for the end-to-end suite: per-test directories, free ports, rendering the shipped
+//! Plumbing for the end-to-end suite: the installed program, free ports, rendering the shipped
 //! deploy/ files, processes that are stopped by PID when dropped (also when a test panics),
 //! the browser driver and access-log parsing.
 
@@ -11,9 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::sha256_file;
-
-pub const WWW_DATA: u32 = 33;
+use crate::common::{sha256_file, Scratch};
 
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -23,53 +21,12 @@ pub fn program() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_resumable-cgi"))
 }
 
-/// A directory for one test under /tmp, readable by www-data; removed when the test passes,
-/// kept (and named in the panic output) when it fails.
-pub struct TestDir {
-    pub path: PathBuf,
-}
-
-impl TestDir {
-    pub fn new(name: &str) -> TestDir {
-        // unique per process and per call: tests run in parallel threads of one process
-        static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let path =
-            std::env::temp_dir().join(format!("rcgi-e2e-{name}-{}-{seq}", std::process::id()));
-        let _ = fs::remove_dir_all(&path);
-        fs::create_dir_all(&path).unwrap();
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
-        TestDir { path }
-    }
-
-    /// A subdirectory, optionally owned by www-data (where the web server's user writes).
-    pub fn dir(&self, rel: &str, www_data: bool) -> PathBuf {
-        let p = self.path.join(rel);
-        fs::create_dir_all(&p).unwrap();
-        fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
-        if www_data {
-            std::os::unix::fs::chown(&p, Some(WWW_DATA), Some(WWW_DATA)).unwrap();
-        }
-        p
-    }
-
-    /// The program as an operator installs it: copied next to the configs, mode 0755.
-    pub fn install_program(&self) -> PathBuf {
-        let bin = self.dir("bin", false).join("resumable-cgi");
-        fs::copy(program(), &bin).unwrap();
-        fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).unwrap();
-        bin
-    }
-}
-
-impl Drop for TestDir {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!("e2e: kept {} for inspection", self.path.display());
-        } else {
-            let _ = fs::remove_dir_all(&self.path);
-        }
-    }
+/// The program as an operator installs it: copied next to the configs, mode 0755.
+pub fn install_program(dir: &Scratch) -> PathBuf {
+    let bin = dir.dir("bin", false).join("resumable-cgi");
+    fs::copy(program(), &bin).unwrap();
+    fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).unwrap();
+    bin
 }
 
 pub fn free_port() -> u16 {
@@ -387,22 +344,22 @@ pub fn access_log(path: &Path) -> Vec<Hit> {
 }
 
 /// Runs tests/js/e2e-browser.mjs with a plan; returns its JSON result.
-pub fn run_browser(dir: &TestDir, origin: &str, steps: serde_json::Value) -> serde_json::Value {
+pub fn run_browser(dir: &Scratch, origin: &str, steps: serde_json::Value) -> serde_json::Value {
     let plan = serde_json::json!({
         "origin": origin,
-        "profileDir": dir.path.join("chromium-profile"),
+        "profileDir": dir.path().join("chromium-profile"),
         "steps": steps,
     });
-    let plan_path = dir.path.join(format!("plan-{}.json", free_port()));
+    let plan_path = dir.path().join(format!("plan-{}.json", free_port()));
     write(&plan_path, &serde_json::to_string_pretty(&plan).unwrap());
-    let _ = fs::remove_dir_all(dir.path.join("chromium-profile"));
-    let log_path = dir.path.join("browser.log");
+    let _ = fs::remove_dir_all(dir.path().join("chromium-profile"));
+    let log_path = dir.path().join("browser.log");
     let script = repo().join("tests/js/e2e-browser.mjs");
     let mut cmd = Command::new("node");
     cmd.arg(&script)
         .arg(&plan_path)
         .current_dir(repo().join("tests/js"));
-    let out_path = dir.path.join("browser.out");
+    let out_path = dir.path().join("browser.out");
     let mut proc = Proc::spawn("node e2e-browser", &mut cmd, &out_path);
     let deadline = Instant::now() + Duration::from_secs(300);
     while proc.is_running() {

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::common::scratch::{Scratch, WWW_DATA};
 use crate::harness::*;
 
 /// One web server stack under test. Fields drop in order: processes stop before the directory goes.
@@ -23,7 +24,7 @@ pub struct Stack {
     pub error_log: PathBuf,
     pub bin: PathBuf,
     pub kind: Kind,
-    pub dir: TestDir,
+    pub dir: Scratch,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -40,8 +41,8 @@ impl Stack {
     }
 
     fn new(name: &str, kind: Kind) -> Stack {
-        let dir = TestDir::new(name);
-        let bin = dir.install_program();
+        let dir = Scratch::new(name);
+        let bin = install_program(&dir);
         let temp_dir = dir.dir("data/temp", true);
         let upload_dir = dir.dir("data/uploads", true);
         dir.dir("logs", false);
@@ -52,8 +53,8 @@ impl Stack {
             url: URL.into(),
             temp_dir,
             upload_dir,
-            access_log: dir.path.join("logs/access.log"),
-            error_log: dir.path.join("logs/error.log"),
+            access_log: dir.path().join("logs/access.log"),
+            error_log: dir.path().join("logs/error.log"),
             bin,
             kind,
             dir,
@@ -70,7 +71,7 @@ impl Stack {
             (
                 "FCGIWRAP_SOCKET",
                 self.dir
-                    .path
+                    .path()
                     .join("run/fcgiwrap.sock")
                     .display()
                     .to_string(),
@@ -78,7 +79,7 @@ impl Stack {
             (
                 "PIDFILE",
                 self.dir
-                    .path
+                    .path()
                     .join("run/spawn-fcgi.pid")
                     .display()
                     .to_string(),
@@ -87,19 +88,19 @@ impl Stack {
     }
 
     pub fn socket(&self) -> PathBuf {
-        self.dir.path.join("run/resumable-cgi.sock")
+        self.dir.path().join("run/resumable-cgi.sock")
     }
 
     /// Puts the rendered site snippet in place (conf.d/site.conf), replacing what was there.
     pub fn install_site(&self, text: &str) {
-        write(&self.dir.path.join("conf.d/site.conf"), text);
+        write(&self.dir.path().join("conf.d/site.conf"), text);
     }
 
     /// Puts `text` at nginx's http level (conf.d/http/NAME.conf), e.g. an upstream block.
     #[allow(dead_code)] // used by tests/multinode.rs, not by tests/e2e.rs
     pub fn install_http_conf(&self, name: &str, text: &str) {
         write(
-            &self.dir.path.join(format!("conf.d/http/{name}.conf")),
+            &self.dir.path().join(format!("conf.d/http/{name}.conf")),
             text,
         );
     }
@@ -116,7 +117,7 @@ impl Stack {
     }
 
     pub fn start_apache(&mut self) {
-        let root = self.dir.path.clone();
+        let root = self.dir.path().to_path_buf();
         let www = self.dir.dir("www", false);
         let conf = format!(
             r#"# frame written by tests/e2e/servers.rs; the upload URL comes from conf.d (deploy/apache/*)
@@ -188,7 +189,7 @@ Include {root}/conf.d/*.conf
     }
 
     pub fn start_nginx(&mut self) {
-        let root = self.dir.path.clone();
+        let root = self.dir.path().to_path_buf();
         let www = self.dir.dir("www", false);
         self.dir.dir("run", false);
         self.dir.dir("tmp", true);
@@ -283,7 +284,7 @@ http {{
     pub fn start_fcgiwrap(&mut self) {
         let run = self.dir.dir("run", false);
         let sock = run.join("fcgiwrap.sock");
-        let log = self.dir.path.join("logs/fcgiwrap.log");
+        let log = self.dir.path().join("logs/fcgiwrap.log");
         let p = Proc::spawn(
             "fcgiwrap",
             Command::new("spawn-fcgi")
@@ -310,7 +311,7 @@ http {{
     /// The resumable-cgi FastCGI worker, started by the shipped deploy/spawn-fcgi script.
     pub fn start_spawn_fcgi_worker(&mut self) {
         self.dir.dir("run", false);
-        let script = self.dir.path.join("spawn-fcgi.sh");
+        let script = self.dir.path().join("spawn-fcgi.sh");
         write(&script, &render("spawn-fcgi/spawn-fcgi.sh", &self.vars()));
         let out = Command::new("sh").arg(&script).output().unwrap();
         assert!(
@@ -319,7 +320,7 @@ http {{
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        let pidfile = self.dir.path.join("run/spawn-fcgi.pid");
+        let pidfile = self.dir.path().join("run/spawn-fcgi.pid");
         let p = Proc::from_pidfile("resumable-cgi fastcgi (spawn-fcgi)", &pidfile);
         let pid = p.pid;
         self.procs.insert(0, p);
@@ -360,7 +361,7 @@ http {{
             cmd.arg("-E").arg(env);
         }
         cmd.args(exec.split_whitespace());
-        let log = self.dir.path.join("logs/worker.log");
+        let log = self.dir.path().join("logs/worker.log");
         let p = Proc::spawn(
             "resumable-cgi fastcgi (systemd-socket-activate)",
             &mut cmd,
@@ -411,7 +412,7 @@ http {{
             .args(["-G", &value(&socket, "SocketGroup").pop().unwrap()])
             .args(["-u", &user, "-g", &group, "--"])
             .args(exec.split_whitespace());
-        let log = self.dir.path.join("logs/worker.log");
+        let log = self.dir.path().join("logs/worker.log");
         let p = Proc::spawn("resumable-cgi fastcgi (systemd-equivalent)", &mut cmd, &log);
         self.procs.insert(0, p);
         wait_for_socket(Path::new(&listen), "resumable-cgi fastcgi");
@@ -421,7 +422,7 @@ http {{
     /// php-fpm running the classic resumable.js PHP sample, extracted from the npm package.
     /// Returns the script's temp dir (`temp/` beside the script, its cwd).
     pub fn start_php_fpm_with_sample(&mut self) -> PathBuf {
-        let root = self.dir.path.clone();
+        let root = self.dir.path().to_path_buf();
         let script_dir = self.dir.dir("www/upload", true);
         let md = std::fs::read_to_string(
             repo().join("tests/js/node_modules/resumablejs/samples/Backend on PHP.md"),
@@ -496,8 +497,8 @@ php_admin_value[upload_tmp_dir] = {tmp}
 }}
 "#,
             url = self.url,
-            script = self.dir.path.join("www/upload/upload.php").display(),
-            sock = self.dir.path.join("run/php-fpm.sock").display(),
+            script = self.dir.path().join("www/upload/upload.php").display(),
+            sock = self.dir.path().join("run/php-fpm.sock").display(),
         )
     }
 
@@ -511,8 +512,8 @@ php_admin_value[upload_tmp_dir] = {tmp}
 </Location>
 "#,
             url = self.url,
-            script = self.dir.path.join("www/upload/upload.php").display(),
-            sock = self.dir.path.join("run/php-fpm.sock").display(),
+            script = self.dir.path().join("www/upload/upload.php").display(),
+            sock = self.dir.path().join("run/php-fpm.sock").display(),
         )
     }
 
