@@ -25,8 +25,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Barrier, Mutex};
 use std::time::{Duration, Instant};
 
+use common::process::Proc;
 use common::{pseudo_random, sha256_hex, Client, TestRequest, Upload};
-use harness::{http_post, read_lossy, Proc};
+use harness::{http_post, read_lossy};
 use servers::{http_status, Stack};
 
 const NODES: usize = 3;
@@ -156,7 +157,7 @@ fn start_cluster() -> Cluster {
             .env_clear()
             .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
             .env("RESUMABLE_LOG", "info");
-        let p = Proc::spawn(&format!("resumable-cgi node {}", i + 1), &mut cmd, &log);
+        let p = Proc::spawn_logged(&format!("resumable-cgi node {}", i + 1), &mut cmd, &log);
         worker_pids.push(p.pid);
         stack.procs.insert(0, p);
         worker_logs.push(log);

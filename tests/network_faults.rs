@@ -28,8 +28,9 @@ use common::fastcgi_client::{
     begin, cgi_params, pairs, read_reply, record, stream, Conn, Worker, ABORT_REQUEST, PARAMS,
     RESPONDER, STDIN,
 };
+use common::process::{alive, Proc};
 use common::{pseudo_random, sha256_hex, Client, TestRequest, Upload};
-use harness::{read_lossy, Proc};
+use harness::read_lossy;
 use servers::Stack;
 
 /// The chunk size of every upload here; each faulted file has two chunks (256 KiB + 344 KiB).
@@ -440,7 +441,7 @@ fn processes_of(bin: &Path) -> Vec<i32> {
             .ok()
             .as_deref()
             == Some(bin)
-            && harness::alive(pid)
+            && alive(pid)
         {
             out.push(pid);
         }
@@ -616,7 +617,7 @@ fn start_worker(stack: &mut Stack, workers: usize) -> PathBuf {
     stack.dir.dir("run", false);
     let log = stack.dir.path().join("logs/worker.log");
     for _attempt in 0..5 {
-        let mut p = Proc::spawn(
+        let mut p = Proc::spawn_logged(
             "resumable-cgi fastcgi (spawn-fcgi -n)",
             Command::new("spawn-fcgi")
                 .args(["-n", "-s"])

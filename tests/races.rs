@@ -59,7 +59,7 @@ fn uploads_for_round(round: u64, rng: &mut Rng) -> Vec<Upload> {
 
 /// One CGI process for `request`, killed by PID if it outlives the test's patience.
 fn run_cgi(cgi: &Cgi, request: &TestRequest, barrier: Option<&Barrier>) -> TestResponse {
-    let mut child = Guarded::new(cgi.command(request).spawn().expect("spawn"));
+    let mut child = Proc::spawn("resumable-cgi", &mut cgi.command(request)).kill_on_drop();
     if let Some(barrier) = barrier {
         barrier.wait();
     }

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod fastcgi_client;
+pub mod process;
 pub mod scenarios;
 pub mod scratch;
 pub mod sha256;
@@ -12,6 +13,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+pub use process::Proc;
 pub use scratch::Scratch;
 pub use sha256::{sha256_file, sha256_hex};
 

@@ -1,6 +1,5 @@
 //! Plumbing for the end-to-end suite: the installed program, free ports, rendering the shipped
-//! deploy/ files, processes that are stopped by PID when dropped (also when a test panics),
-//! the browser driver and access-log parsing.
+//! deploy/ files, waiting for a server to listen, the browser driver and access-log parsing.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -8,9 +7,10 @@ use std::io::Read;
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::common::process::Proc;
 use crate::common::{sha256_file, Scratch};
 
 pub fn repo() -> PathBuf {
@@ -72,165 +72,6 @@ fn find_placeholder(text: &str) -> Option<String> {
 pub fn write(path: &Path, text: &str) {
     fs::create_dir_all(path.parent().unwrap()).unwrap();
     fs::write(path, text).unwrap();
-}
-
-/// A process this test started. Dropping it stops it by PID: its children first (found through
-/// /proc by parent PID, e.g. fcgiwrap's preforked workers), SIGTERM, then SIGKILL after a grace time.
-pub struct Proc {
-    pub name: String,
-    pub pid: i32,
-    child: Option<Child>,
-}
-
-impl Proc {
-    pub fn spawn(name: &str, cmd: &mut Command, log: &Path) -> Proc {
-        let out = fs::File::create(log).unwrap();
-        let err = out.try_clone().unwrap();
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {name}: {e}"));
-        Proc {
-            name: name.into(),
-            pid: child.id() as i32,
-            child: Some(child),
-        }
-    }
-
-    /// A daemon that wrote its PID to `pidfile` (spawn-fcgi): adopted for stopping.
-    pub fn from_pidfile(name: &str, pidfile: &Path) -> Proc {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Ok(text) = fs::read_to_string(pidfile) {
-                if let Some(pid) = text.split_whitespace().next().and_then(|t| t.parse().ok()) {
-                    return Proc {
-                        name: name.into(),
-                        pid,
-                        child: None,
-                    };
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{name}: no pid in {}",
-                pidfile.display()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    pub fn is_running(&mut self) -> bool {
-        match &mut self.child {
-            Some(c) => matches!(c.try_wait(), Ok(None)),
-            None => alive(self.pid),
-        }
-    }
-
-    pub fn signal(&self, sig: i32) {
-        unsafe_kill(self.pid, sig);
-    }
-
-    fn stop(&mut self) {
-        // The parent first, then the children it had: a supervisor such as fcgiwrap -c N respawns
-        // a worker that dies while it still runs (killing children first leaked respawned ones).
-        let children = children_of(self.pid);
-        unsafe_kill(self.pid, 15);
-        if !self.wait_gone(Duration::from_secs(5)) {
-            unsafe_kill(self.pid, 9);
-            self.wait_gone(Duration::from_secs(5));
-        }
-        for &child in &children {
-            unsafe_kill(child, 15);
-        }
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while children.iter().any(|&c| alive(c)) {
-            if Instant::now() > deadline {
-                for &child in &children {
-                    unsafe_kill(child, 9);
-                }
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn wait_gone(&mut self, grace: Duration) -> bool {
-        let deadline = Instant::now() + grace;
-        loop {
-            let gone = match &mut self.child {
-                Some(c) => !matches!(c.try_wait(), Ok(None)),
-                None => !alive(self.pid),
-            };
-            if gone {
-                return true;
-            }
-            if Instant::now() > deadline {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-/// kill(2) for one PID this test started (never a group, never by name).
-fn unsafe_kill(pid: i32, sig: i32) {
-    use rustix::process::{kill_process, Pid, Signal};
-    let signal = match sig {
-        1 => Signal::HUP,
-        9 => Signal::KILL,
-        10 => Signal::USR1,
-        _ => Signal::TERM,
-    };
-    if let Some(pid) = Pid::from_raw(pid).filter(|_| pid > 1) {
-        let _ = kill_process(pid, signal);
-    }
-}
-
-/// Alive and not a zombie.
-pub fn alive(pid: i32) -> bool {
-    match fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => {
-            let state = stat
-                .rsplit(')')
-                .next()
-                .unwrap_or("")
-                .split_whitespace()
-                .next();
-            state != Some("Z")
-        }
-        Err(_) => false,
-    }
-}
-
-/// PIDs whose parent is `pid`.
-pub fn children_of(pid: i32) -> Vec<i32> {
-    let mut out = Vec::new();
-    if let Ok(entries) = fs::read_dir("/proc") {
-        for e in entries.flatten() {
-            let Some(p) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
-                continue;
-            };
-            if let Ok(stat) = fs::read_to_string(format!("/proc/{p}/stat")) {
-                let after = stat.rsplit(')').next().unwrap_or("");
-                let ppid = after
-                    .split_whitespace()
-                    .nth(1)
-                    .and_then(|s| s.parse::<i32>().ok());
-                if ppid == Some(pid) {
-                    out.push(p);
-                }
-            }
-        }
-    }
-    out
 }
 
 pub fn wait_for_port(port: u16, what: &str, log: &Path) {
@@ -360,12 +201,11 @@ pub fn run_browser(dir: &Scratch, origin: &str, steps: serde_json::Value) -> ser
         .arg(&plan_path)
         .current_dir(repo().join("tests/js"));
     let out_path = dir.path().join("browser.out");
-    let mut proc = Proc::spawn("node e2e-browser", &mut cmd, &out_path);
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while proc.is_running() {
-        assert!(Instant::now() < deadline, "browser run timed out");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let mut proc = Proc::spawn_logged("node e2e-browser", &mut cmd, &out_path);
+    assert!(
+        proc.wait_timeout(Duration::from_secs(300)).is_some(),
+        "browser run timed out"
+    );
     drop(proc);
     let output = read_lossy(&out_path);
     let _ = fs::write(&log_path, &output);

@@ -8,6 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use rustix::process::Signal;
+
+use crate::common::process::Proc;
 use crate::common::scratch::{Scratch, WWW_DATA};
 use crate::harness::*;
 
@@ -169,7 +172,7 @@ Include {root}/conf.d/*.conf
             String::from_utf8_lossy(&out.stderr)
         );
         let log = root.join("logs/apache.out");
-        let p = Proc::spawn(
+        let p = Proc::spawn_logged(
             "apache2",
             Command::new("apache2")
                 .arg("-f")
@@ -243,7 +246,7 @@ http {{
         let mut cmd = Command::new("nginx");
         args(&mut cmd);
         cmd.arg("-g").arg("daemon off;");
-        let p = Proc::spawn("nginx", &mut cmd, &root.join("logs/nginx.out"));
+        let p = Proc::spawn_logged("nginx", &mut cmd, &root.join("logs/nginx.out"));
         self.procs.push(p);
         wait_for_port(self.port, "nginx", &self.error_log);
     }
@@ -252,10 +255,10 @@ http {{
     /// waits until `probe` says the new configuration answers.
     pub fn reload(&self, probe: impl Fn() -> bool) {
         let server = &self.procs[self.server_index()];
-        match self.kind {
-            Kind::Nginx => server.signal(1),   // HUP
-            Kind::Apache => server.signal(10), // USR1 = graceful
-        }
+        server.signal(match self.kind {
+            Kind::Nginx => Signal::HUP,
+            Kind::Apache => Signal::USR1, // graceful
+        });
         let deadline = Instant::now() + Duration::from_secs(15);
         while !probe() {
             assert!(
@@ -285,7 +288,7 @@ http {{
         let run = self.dir.dir("run", false);
         let sock = run.join("fcgiwrap.sock");
         let log = self.dir.path().join("logs/fcgiwrap.log");
-        let p = Proc::spawn(
+        let p = Proc::spawn_logged(
             "fcgiwrap",
             Command::new("spawn-fcgi")
                 .args(["-n", "-s"])
@@ -362,7 +365,7 @@ http {{
         }
         cmd.args(exec.split_whitespace());
         let log = self.dir.path().join("logs/worker.log");
-        let p = Proc::spawn(
+        let p = Proc::spawn_logged(
             "resumable-cgi fastcgi (systemd-socket-activate)",
             &mut cmd,
             &log,
@@ -413,7 +416,7 @@ http {{
             .args(["-u", &user, "-g", &group, "--"])
             .args(exec.split_whitespace());
         let log = self.dir.path().join("logs/worker.log");
-        let p = Proc::spawn("resumable-cgi fastcgi (systemd-equivalent)", &mut cmd, &log);
+        let p = Proc::spawn_logged("resumable-cgi fastcgi (systemd-equivalent)", &mut cmd, &log);
         self.procs.insert(0, p);
         wait_for_socket(Path::new(&listen), "resumable-cgi fastcgi");
         (service, socket)
@@ -473,7 +476,7 @@ php_admin_value[upload_tmp_dir] = {tmp}
         );
         let conf_path = root.join("php-fpm.conf");
         write(&conf_path, &conf);
-        let p = Proc::spawn(
+        let p = Proc::spawn_logged(
             "php-fpm",
             Command::new("php-fpm8.2")
                 .arg("-F")

@@ -5,11 +5,11 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use super::common::{binary, Dirs, Endpoint, TestRequest, TestResponse};
+use super::common::{binary, Dirs, Endpoint, Proc, TestRequest, TestResponse};
 
 const SETTINGS: [&str; 6] = [
     "RESUMABLE_TEMP_DIR",
@@ -23,7 +23,7 @@ const SETTINGS: [&str; 6] = [
 /// `resumable-cgi serve --listen 127.0.0.1:0` in a directory; killed by PID when dropped, so
 /// a failing test leaves no server behind.
 pub struct DevServer {
-    child: Option<Child>,
+    proc: Proc,
     pub addr: SocketAddr,
     pub dir: PathBuf,
     temp: PathBuf,
@@ -85,9 +85,9 @@ impl DevServer {
         for (name, value) in env {
             command.env(name, value);
         }
-        let mut child = command.spawn().expect("start resumable-cgi serve");
-        let stdout = child.stdout.take().expect("stdout");
-        let stderr = child.stderr.take().expect("stderr");
+        let mut proc = Proc::spawn("resumable-cgi serve", &mut command).kill_on_drop();
+        let stdout = proc.child().stdout.take().expect("stdout");
+        let stderr = proc.child().stderr.take().expect("stderr");
         let log = Arc::new(Mutex::new(String::new()));
         {
             let log = Arc::clone(&log);
@@ -112,7 +112,7 @@ impl DevServer {
             }
         });
         let mut server = DevServer {
-            child: Some(child),
+            proc,
             addr: "127.0.0.1:1".parse().unwrap(),
             dir: dir.to_path_buf(),
             temp: temp.to_path_buf(),
@@ -141,28 +141,21 @@ impl DevServer {
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.as_ref().map(Child::id).unwrap_or(0)
+        self.proc.pid as u32
     }
 
     /// Sends `signal` and waits (at most 15 s) for the process to end.
     pub fn stop_with(&mut self, signal: rustix::process::Signal) -> ExitStatus {
-        let mut child = self.child.take().expect("server still running");
-        rustix::process::kill_process(rustix::process::Pid::from_child(&child), signal)
-            .expect("signal the server");
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Some(status) = child.try_wait().expect("wait for the server") {
-                return status;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
+        assert!(self.proc.signal(signal), "signal the server");
+        match self.proc.wait_timeout(Duration::from_secs(15)) {
+            Some(status) => status,
+            None => {
+                self.proc.kill();
                 panic!(
                     "the server did not stop on {signal:?}; log:\n{}",
                     self.log()
                 );
             }
-            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
@@ -179,15 +172,6 @@ impl DevServer {
 
     pub fn get(&self, target: &str) -> TestResponse {
         self.http("GET", target, &[], b"")
-    }
-}
-
-impl Drop for DevServer {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
     }
 }
 
