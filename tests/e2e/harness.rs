@@ -74,11 +74,12 @@ pub fn write(path: &Path, text: &str) {
     fs::write(path, text).unwrap();
 }
 
-pub fn wait_for_port(port: u16, what: &str, log: &Path) {
+/// Waits (15 s at most) until something accepts TCP connections at `addr` (`host:port`).
+pub fn wait_for_listener(addr: &str, what: &str, log: &Path) {
     let deadline = Instant::now() + Duration::from_secs(15);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+    while TcpStream::connect(addr).is_err() {
         if Instant::now() > deadline {
-            panic!("{what} did not listen on {port}; log:\n{}", read_lossy(log));
+            panic!("{what} did not listen on {addr}; log:\n{}", read_lossy(log));
         }
         std::thread::sleep(Duration::from_millis(25));
     }
@@ -214,59 +215,4 @@ pub fn run_browser(dir: &Scratch, origin: &str, steps: serde_json::Value) -> ser
         .find_map(|l| l.strip_prefix("RESULT "))
         .unwrap_or_else(|| panic!("browser driver gave no result:\n{output}"));
     serde_json::from_str(line).unwrap()
-}
-
-/// A raw HTTP/1.1 POST whose body is streamed from `parts` (no client library in between, so the
-/// exact Content-Length reaches the server). Answers (status, body).
-pub fn http_post(origin: &str, path: &str, content_type: &str, parts: &[&[u8]]) -> (u16, String) {
-    use std::io::Write;
-    let host = origin.strip_prefix("http://").unwrap();
-    let mut s = TcpStream::connect(host).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
-    let len: usize = parts.iter().map(|p| p.len()).sum();
-    write!(
-        s,
-        "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: {content_type}\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    for p in parts {
-        // the server may answer (413) and close before the body is sent: that is an answer too
-        if s.write_all(p).is_err() {
-            break;
-        }
-    }
-    let mut buf = Vec::new();
-    let _ = s.read_to_end(&mut buf);
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("no HTTP status from POST {path}: {text:.300}"));
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
-}
-
-/// Only the headers, with a Content-Length over the limit and no body: the web server must refuse
-/// from the header alone.
-pub fn http_post_announced(origin: &str, path: &str, len: u64) -> u16 {
-    use std::io::Write;
-    let host = origin.strip_prefix("http://").unwrap();
-    let mut s = TcpStream::connect(host).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-    write!(
-        s,
-        "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/octet-stream\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut buf = vec![0u8; 4096];
-    let n = s.read(&mut buf).unwrap_or(0);
-    let text = String::from_utf8_lossy(&buf[..n]);
-    text.split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0)
 }

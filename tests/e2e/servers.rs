@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use rustix::process::Signal;
 
+use crate::common::http;
 use crate::common::process::Proc;
 use crate::common::scratch::{Scratch, WWW_DATA};
 use crate::harness::*;
@@ -40,7 +41,11 @@ pub const URL: &str = "/upload/upload.php";
 
 impl Stack {
     pub fn origin(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("http://{}", self.address())
+    }
+
+    fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
     }
 
     fn new(name: &str, kind: Kind) -> Stack {
@@ -182,7 +187,7 @@ Include {root}/conf.d/*.conf
             &log,
         );
         self.procs.push(p);
-        wait_for_port(self.port, "apache2", &self.error_log);
+        wait_for_listener(&self.address(), "apache2", &self.error_log);
     }
 
     // ---------------------------------------------------------------- nginx
@@ -248,7 +253,7 @@ http {{
         cmd.arg("-g").arg("daemon off;");
         let p = Proc::spawn_logged("nginx", &mut cmd, &root.join("logs/nginx.out"));
         self.procs.push(p);
-        wait_for_port(self.port, "nginx", &self.error_log);
+        wait_for_listener(&self.address(), "nginx", &self.error_log);
     }
 
     /// Re-reads the configuration (the operator's `nginx -s reload` / `apachectl graceful`), then
@@ -522,29 +527,19 @@ php_admin_value[upload_tmp_dir] = {tmp}
 
     /// Status of a test GET for a chunk nobody has: 204 from resumable-cgi, 404 from the PHP sample.
     pub fn probe_missing_status(&self) -> u16 {
-        let url = format!(
-            "{}{}?resumableChunkNumber=1&resumableChunkSize=1048576&resumableCurrentChunkSize=10&resumableTotalSize=10&resumableType=&resumableIdentifier=probe-{}&resumableFilename=probe.bin&resumableRelativePath=probe.bin&resumableTotalChunks=1",
-            self.origin(),
+        let target = format!(
+            "{}?resumableChunkNumber=1&resumableChunkSize=1048576&resumableCurrentChunkSize=10&resumableTotalSize=10&resumableType=&resumableIdentifier=probe-{}&resumableFilename=probe.bin&resumableRelativePath=probe.bin&resumableTotalChunks=1",
             self.url,
             free_port()
         );
-        http_status("GET", &url)
+        http::request(
+            &self.origin(),
+            "GET",
+            &target,
+            &[],
+            &[],
+            Duration::from_secs(10),
+        )
+        .status
     }
-}
-
-/// A bare HTTP/1.0 request (no body), answering the status code.
-pub fn http_status(method: &str, url: &str) -> u16 {
-    use std::io::{Read, Write};
-    let rest = url.strip_prefix("http://").unwrap();
-    let (host, path) = rest.split_at(rest.find('/').unwrap());
-    let mut s = std::net::TcpStream::connect(host).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(s, "{method} {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").unwrap();
-    let mut buf = Vec::new();
-    let _ = s.read_to_end(&mut buf);
-    let text = String::from_utf8_lossy(&buf);
-    text.split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("no HTTP status from {url}: {text}"))
 }
