@@ -3,13 +3,17 @@
 //! into the same table. No timing is asserted (CI machines are shared and noisy); only that the
 //! scripts exit 0, wrote to the paths they were given, and left BENCHMARKS.md alone.
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
+
+use common::Scratch;
 
 #[test]
 fn bench_run_quick_writes_a_table() {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let dir = tempfile::tempdir().unwrap();
+    let dir = Scratch::for_this_test();
     let out = dir.path().join("quick.md");
     let committed = std::fs::read(repo.join("BENCHMARKS.md")).ok();
     let run = Command::new("python3")

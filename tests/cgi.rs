@@ -360,7 +360,6 @@ fn a_non_utf8_query_is_answered_not_panicked() {
 /// ru_maxrss starts from its parent's).
 #[test]
 fn a_large_chunk_streams_in_constant_memory() {
-    use sha2::Digest;
     use std::io::Write;
     let size: u64 = 256 << 20;
     let cgi = Cgi::new().with_env("RESUMABLE_MAX_CHUNK_SIZE", "512M");
@@ -391,7 +390,7 @@ fn a_large_chunk_streams_in_constant_memory() {
             (Vec::new(), Vec::new())
         };
         body.write_all(&head).unwrap();
-        let mut hasher = sha2::Sha256::new();
+        let mut hasher = common::sha256::Sha256Hex::default();
         for block in 0..(size >> 20) {
             let bytes = pseudo_random(1 << 20, block);
             hasher.update(&bytes);
@@ -399,11 +398,7 @@ fn a_large_chunk_streams_in_constant_memory() {
         }
         body.write_all(&tail).unwrap();
         drop(body);
-        let expected: String = hasher
-            .finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let expected = hasher.hex();
         let request = TestRequest {
             method: "POST".into(),
             query: if multipart {
@@ -439,14 +434,7 @@ fn a_large_chunk_streams_in_constant_memory() {
             max_rss_kib < 10 * 1024,
             "peak RSS {max_rss_kib} KiB for a {size}-byte chunk"
         );
-        let mut stored = std::fs::File::open(cgi.dirs.uploads.join(&name)).unwrap();
-        let mut hasher = sha2::Sha256::new();
-        std::io::copy(&mut stored, &mut hasher).unwrap();
-        let got: String = hasher
-            .finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let got = sha256_file(&cgi.dirs.uploads.join(&name));
         assert_eq!(got, expected);
         std::fs::remove_file(cgi.dirs.uploads.join(&name)).unwrap();
     }

@@ -145,7 +145,7 @@ fn killed(status: &ExitStatus) -> bool {
 
 /// Spawns `command`, writes `body` from a thread, waits (bounded). Killed on any failure.
 fn run_to_end(mut command: Command, body: &[u8]) -> (ExitStatus, Vec<u8>, String) {
-    let mut child = Guarded::new(command.spawn().expect("spawn"));
+    let mut child = Proc::spawn("resumable-cgi", &mut command).kill_on_drop();
     let mut stdin = child.child().stdin.take().expect("stdin");
     let body = body.to_vec();
     let writer = std::thread::spawn(move || {
@@ -165,7 +165,7 @@ fn kill_while_streaming(
     held_back: usize,
     context: &str,
 ) -> ExitStatus {
-    let mut child = Guarded::new(cgi.command(request).spawn().expect("spawn"));
+    let mut child = Proc::spawn("resumable-cgi", &mut cgi.command(request)).kill_on_drop();
     let mut stdin = child.child().stdin.take().expect("stdin");
     // Everything but the last `held_back` bytes, in small pieces: the file part is under way, never
     // finished. (The multipart intake does one blocking read per step of multer's parser, so
@@ -177,7 +177,7 @@ fn kill_while_streaming(
     }
     let deadline = Instant::now() + Duration::from_secs(10);
     while !chunk_temp_file_started(&cgi.dirs.temp) {
-        if let Some(status) = child.child().try_wait().expect("try_wait") {
+        if let Some(status) = child.try_wait() {
             let mut out = String::new();
             if let Some(mut stdout) = child.child().stdout.take() {
                 let _ = std::io::Read::read_to_string(&mut stdout, &mut out);
@@ -214,7 +214,7 @@ fn chunk_temp_file_started(temp: &Path) -> bool {
 
 /// Kills the CGI process after `delay`, wherever it is by then (or finds it finished).
 fn kill_after(cgi: &Cgi, request: &TestRequest, delay: Duration) -> ExitStatus {
-    let mut child = Guarded::new(cgi.command(request).spawn().expect("spawn"));
+    let mut child = Proc::spawn("resumable-cgi", &mut cgi.command(request)).kill_on_drop();
     let mut stdin = child.child().stdin.take().expect("stdin");
     let body = request.body.clone();
     let writer = std::thread::spawn(move || {
@@ -461,11 +461,7 @@ fn a_fastcgi_worker_killed_mid_request_and_restarted() {
     require_strace();
     let shared = Cgi::new();
     let launch = |wrap: Option<Point>| -> Worker {
-        let dirs = Dirs {
-            root: tempfile::tempdir().unwrap(),
-            temp: shared.dirs.temp.clone(),
-            uploads: shared.dirs.uploads.clone(),
-        };
+        let dirs = Dirs::sharing(&shared.dirs);
         let addr = Addr::free_tcp();
         let mut command = match wrap {
             Some(point) => {
@@ -529,7 +525,7 @@ fn a_fastcgi_worker_killed_mid_request_and_restarted() {
                     assert!(conn.closed_silently(), "{context}: a reply came");
                     let deadline = Instant::now() + LIMIT;
                     let status = loop {
-                        if let Some(status) = victim.child.try_wait().unwrap() {
+                        if let Some(status) = victim.proc.try_wait() {
                             break status;
                         }
                         assert!(Instant::now() < deadline, "{context}: still running");
@@ -549,9 +545,8 @@ fn a_fastcgi_worker_killed_mid_request_and_restarted() {
                         assert!(Instant::now() < deadline, "{context}: no temp file");
                         std::thread::sleep(Duration::from_micros(200));
                     }
-                    // SAFETY: kill(2) on our own child's PID, not yet reaped.
-                    unsafe { libc::kill(victim.pid(), libc::SIGKILL) };
-                    let status = victim.child.wait().unwrap();
+                    victim.proc.kill();
+                    let status = victim.proc.wait();
                     assert!(killed(&status), "{context}");
                 }
             }

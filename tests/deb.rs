@@ -15,6 +15,7 @@
 #[allow(dead_code)]
 #[path = "e2e/cases.rs"]
 mod cases;
+mod common;
 #[allow(dead_code)]
 #[path = "e2e/harness.rs"]
 mod harness;
@@ -32,6 +33,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use cases::*;
+use common::scratch::{Scratch, WWW_DATA};
 use harness::*;
 use servers::{Kind, Stack};
 
@@ -120,7 +122,7 @@ fn deb_builds_installs_serves_apache_cgi_bin_uploads_and_purges() {
     }
     let t0 = Instant::now();
     let _lock = machine_lock();
-    let work = TestDir::new("deb");
+    let work = Scratch::new("deb");
 
     // ---- build
     let t = Instant::now();
@@ -180,7 +182,7 @@ fn deb_builds_installs_serves_apache_cgi_bin_uploads_and_purges() {
     }
     // a body over the packaged LimitRequestBody is refused from its headers
     assert_eq!(
-        http_post_announced(&format!("{ORIGIN}:80"), URL, 136_314_880 + 1),
+        common::http::announced_only(&format!("{ORIGIN}:80"), URL, 136_314_880 + 1),
         413
     );
     let t = Instant::now();
@@ -619,7 +621,7 @@ fn browser_uploads() {
         error_log: "/var/log/apache2/error.log".into(),
         bin: "/usr/bin/resumable-cgi".into(),
         kind: Kind::Apache,
-        dir: TestDir::new("deb-browser"),
+        dir: Scratch::new("deb-browser"),
     };
     let cases: Vec<Case> = standard_cases()
         .into_iter()
@@ -691,12 +693,18 @@ fn published(dir: &Path) -> BTreeMap<String, String> {
 }
 
 fn probe(url: &str) -> u16 {
-    servers::http_status(
+    let origin = ORIGIN.trim_start_matches("http://");
+    common::http::request(
+        &format!("{origin}:80"),
         "GET",
         &format!(
-            "{ORIGIN}:80{url}?resumableChunkNumber=1&resumableChunkSize=1048576&resumableCurrentChunkSize=10&resumableTotalSize=10&resumableType=&resumableIdentifier=deb-probe&resumableFilename=probe.bin&resumableRelativePath=probe.bin&resumableTotalChunks=1"
+            "{url}?resumableChunkNumber=1&resumableChunkSize=1048576&resumableCurrentChunkSize=10&resumableTotalSize=10&resumableType=&resumableIdentifier=deb-probe&resumableFilename=probe.bin&resumableRelativePath=probe.bin&resumableTotalChunks=1"
         ),
+        &[],
+        &[],
+        Duration::from_secs(10),
     )
+    .status
 }
 
 // ------------------------------------------------------------------ the machine
@@ -785,8 +793,8 @@ impl Machine {
             std::thread::sleep(Duration::from_millis(50));
         };
         self.apache_pid = Some(pid);
-        wait_for_port(
-            80,
+        wait_for_listener(
+            "127.0.0.1:80",
             "apache2 (stock)",
             Path::new("/var/log/apache2/error.log"),
         );
@@ -799,7 +807,7 @@ impl Machine {
         };
         let _ = Command::new("apache2ctl").arg("stop").output();
         let deadline = Instant::now() + Duration::from_secs(15);
-        while alive(pid) {
+        while common::process::alive(pid) {
             if Instant::now() > deadline {
                 // by its PID, the one this test started
                 let _ = Command::new("kill")

@@ -6,6 +6,7 @@
 
 #[path = "e2e/cases.rs"]
 mod cases;
+mod common;
 #[path = "e2e/harness.rs"]
 mod harness;
 #[path = "e2e/servers.rs"]
@@ -13,10 +14,13 @@ mod servers;
 
 use std::collections::BTreeSet;
 use std::process::Command;
+use std::time::Duration;
 
 use serde_json::json;
 
 use cases::*;
+use common::http;
+use common::{sha256_file, Scratch};
 use harness::*;
 use servers::*;
 
@@ -91,7 +95,7 @@ fn e2e_apache_mod_proxy_fcgi_systemd_units() {
     s.start_apache();
     run_standard(&s);
     // what would go to the journal (StandardError=journal): the worker's own stderr
-    let log = read_lossy(&s.dir.path.join("logs/worker.log"));
+    let log = read_lossy(&s.dir.path().join("logs/worker.log"));
     assert!(
         log.contains("completed"),
         "no completion logged by the worker:\n{log}"
@@ -123,8 +127,8 @@ fn e2e_nginx_listen_fds_socket_activation() {
 /// describe (socket on fd 0) is exercised by e2e_apache_mod_proxy_fcgi_systemd_units.
 #[test]
 fn e2e_systemd_units_verify() {
-    let dir = TestDir::new("systemd-verify");
-    let bin = dir.install_program();
+    let dir = Scratch::new("systemd-verify");
+    let bin = install_program(&dir);
     let vars = vec![
         ("BIN", bin.display().to_string()),
         ("SOCKET", "/run/resumable-cgi.sock".to_string()),
@@ -168,7 +172,7 @@ fn e2e_systemd_units_verify() {
 /// Reloads the page while chunks are in flight, adds the same file again, and shows from the web
 /// server's access log that only the chunks the server did not have were sent again.
 fn reload_resume(stack: &Stack) {
-    let src = stack.dir.path.join("src/reload");
+    let src = stack.dir.path().join("src/reload");
     let files = [
         (
             "reload-r.bin",
@@ -300,7 +304,7 @@ fn swap_in_place(mut stack: Stack, deploy_site: &str, php_site: String) {
     let name = "swap.bin";
     let size = 10 * CHUNK + 777;
     let total = (size / CHUNK) as u64;
-    let src = stack.dir.path.join("src/swap").join(name);
+    let src = stack.dir.path().join("src/swap").join(name);
     make_file(&src, size, 4242);
     let sha = sha256_file(&src);
     let step = |mode: &str| {
@@ -391,7 +395,7 @@ fn largest_chunk(stack: &Stack, over_limit: (u16, u16)) {
     let chunk: u64 = 64 << 20;
     let size = 2 * chunk - 1;
     let name = format!("largest-{}.bin", stack.name);
-    let src = stack.dir.path.join("src").join(&name);
+    let src = stack.dir.path().join("src").join(&name);
     make_file(&src, size as usize, 77);
     let data = std::fs::read(&src).unwrap();
     let sha = sha256_file(&src);
@@ -419,12 +423,18 @@ fn largest_chunk(stack: &Stack, over_limit: (u16, u16)) {
     );
     let tail = format!("\r\n--{boundary}--\r\n");
     let t = std::time::Instant::now();
-    let (status, body) = http_post(
+    let answer = http::request(
         &stack.origin(),
+        "POST",
         &stack.url,
-        &format!("multipart/form-data; boundary={boundary}"),
+        &[(
+            "Content-Type",
+            &format!("multipart/form-data; boundary={boundary}"),
+        )],
         &[head.as_bytes(), &data, tail.as_bytes()],
+        BIG_BODY_TIMEOUT,
     );
+    let (status, body) = (answer.status, String::from_utf8_lossy(&answer.body));
     eprintln!(
         "e2e {}: largest legal chunk ({} bytes + {} bytes multipart) -> {status} in {} ms",
         stack.name,
@@ -441,14 +451,17 @@ fn largest_chunk(stack: &Stack, over_limit: (u16, u16)) {
     );
     assert!(body.contains("\"complete\":true"), "{body}");
     assert_eq!(sha256_file(&stack.upload_dir.join(&name)), sha);
-    let announced = http_post_announced(&stack.origin(), &stack.url, 136_314_880 + 1);
+    let announced = common::http::announced_only(&stack.origin(), &stack.url, 136_314_880 + 1);
     let zeros = vec![0u8; 136_314_880 + 1];
-    let (over, _) = http_post(
+    let over = http::request(
         &stack.origin(),
+        "POST",
         &stack.url,
-        "application/octet-stream",
+        &[("Content-Type", "application/octet-stream")],
         &[&zeros],
-    );
+        BIG_BODY_TIMEOUT,
+    )
+    .status;
     eprintln!(
         "e2e {}: 130 MiB + 1 announced only -> {announced}, sent -> {over}",
         stack.name
@@ -471,6 +484,9 @@ fn largest_chunk(stack: &Stack, over_limit: (u16, u16)) {
         stack.name
     );
 }
+
+/// How long the answer to a request of over 128 MiB may take.
+const BIG_BODY_TIMEOUT: Duration = Duration::from_secs(120);
 
 #[test]
 fn e2e_shipped_limits_fit_the_largest_chunk() {

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use common::fastcgi_client::*;
 use common::scenarios::{assert_published, upload_all, upload_in_order};
 use common::*;
+use rustix::process::Signal;
 use serde_json::Value;
 
 fn octet(name: &str, len: usize, chunk: u64, seed: u64) -> Upload {
@@ -556,15 +557,14 @@ fn sigterm_lets_the_in_flight_upload_finish_then_exits_0() {
     conn.write_all(&wire).unwrap();
     std::thread::sleep(Duration::from_millis(300));
     let signalled = Instant::now();
-    // SAFETY: kill(2) on the PID of a child this test started and still owns.
-    assert_eq!(unsafe { libc::kill(worker.pid(), libc::SIGTERM) }, 0);
+    assert!(worker.proc.signal(Signal::TERM), "SIGTERM delivered");
     std::thread::sleep(Duration::from_millis(300));
     conn.write_all(&stream(STDIN, 1, &chunk.body[30_000..], 0xffff))
         .unwrap();
     let reply = read_reply(&mut conn, 1).unwrap();
     assert_published(&worker, &upload, &reply.response());
     let status = loop {
-        if let Some(status) = worker.child.try_wait().unwrap() {
+        if let Some(status) = worker.proc.try_wait() {
             break status;
         }
         assert!(

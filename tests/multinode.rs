@@ -25,9 +25,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Barrier, Mutex};
 use std::time::{Duration, Instant};
 
+use common::http;
+use common::process::Proc;
 use common::{pseudo_random, sha256_hex, Client, TestRequest, Upload};
-use harness::{http_post, read_lossy, Proc};
-use servers::{http_status, Stack};
+use harness::{read_lossy, wait_for_listener};
+use servers::Stack;
 
 const NODES: usize = 3;
 const FILES: usize = 40;
@@ -145,7 +147,7 @@ fn start_cluster() -> Cluster {
     let mut worker_logs = Vec::new();
     let mut worker_pids = Vec::new();
     for (i, node) in nodes.iter().enumerate() {
-        let log = stack.dir.path.join(format!("logs/node{}.log", i + 1));
+        let log = stack.dir.path().join(format!("logs/node{}.log", i + 1));
         // `ip netns exec` execs in place (same PID); setpriv drops to www-data and execs too
         let listen = format!("{}:9000", node.addr);
         let mut cmd = Command::new("ip");
@@ -156,23 +158,14 @@ fn start_cluster() -> Cluster {
             .env_clear()
             .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
             .env("RESUMABLE_LOG", "info");
-        let p = Proc::spawn(&format!("resumable-cgi node {}", i + 1), &mut cmd, &log);
+        let p = Proc::spawn_logged(&format!("resumable-cgi node {}", i + 1), &mut cmd, &log);
         worker_pids.push(p.pid);
         stack.procs.insert(0, p);
         worker_logs.push(log);
     }
     // each listens inside its own namespace, reachable over its veth from here
     for (node, log) in nodes.iter().zip(&worker_logs) {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while std::net::TcpStream::connect((node.addr.as_str(), 9000)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "node {} never listened: {}",
-                node.netns,
-                read_lossy(log)
-            );
-            std::thread::sleep(Duration::from_millis(25));
-        }
+        wait_for_listener(&format!("{}:9000", node.addr), &node.netns, log);
     }
     let upstream: String = nodes
         .iter()
@@ -205,24 +198,16 @@ fn net_ns_of(pid: i32) -> String {
 
 /// Sends one request through nginx: (status, body).
 fn send(origin: &str, url: &str, req: &TestRequest) -> (u16, String) {
-    let path = if req.query.is_empty() {
-        url.to_string()
+    // a test GET is answered at once; a chunk may wait for its upload's lock
+    let timeout = if req.method == "GET" {
+        Duration::from_secs(10)
     } else {
-        format!("{url}?{}", req.query)
+        Duration::from_secs(120)
     };
-    if req.method == "GET" {
-        return (
-            http_status("GET", &format!("{origin}{path}")),
-            String::new(),
-        );
-    }
-    http_post(
-        origin,
-        &path,
-        req.content_type
-            .as_deref()
-            .unwrap_or("application/octet-stream"),
-        &[&req.body],
+    let answer = http::send(origin, url, req, timeout);
+    (
+        answer.status,
+        String::from_utf8_lossy(&answer.body).into_owned(),
     )
 }
 

@@ -18,7 +18,7 @@ mod harness;
 #[path = "e2e/servers.rs"]
 mod servers;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -28,8 +28,10 @@ use common::fastcgi_client::{
     begin, cgi_params, pairs, read_reply, record, stream, Conn, Worker, ABORT_REQUEST, PARAMS,
     RESPONDER, STDIN,
 };
+use common::http::{self, HttpConn};
+use common::process::{alive, Proc};
 use common::{pseudo_random, sha256_hex, Client, TestRequest, Upload};
-use harness::{read_lossy, Proc};
+use harness::read_lossy;
 use servers::Stack;
 
 /// The chunk size of every upload here; each faulted file has two chunks (256 KiB + 344 KiB).
@@ -40,6 +42,8 @@ const STALL: Duration = Duration::from_millis(1200);
 const NGINX_BODY_TIMEOUT: Duration = Duration::from_secs(2);
 /// Apache `Timeout` (60 s default) for the test instance.
 const APACHE_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a client here waits for a web server's answer.
+const HTTP_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Fault {
@@ -81,13 +85,10 @@ impl Target<'_> {
                 (r.status, String::from_utf8_lossy(&r.body).into_owned())
             }
             Target::Http { origin, url } => {
-                let mut s = http_connect(origin);
-                s.write_all(&http_head(origin, url, req)).unwrap();
-                s.write_all(&req.body).unwrap();
-                let (status, body) = read_http(&mut s);
+                let answer = http::send(origin, url, req, HTTP_TIMEOUT);
                 (
-                    status.unwrap_or_else(|| panic!("no answer from {origin}{url}")),
-                    body,
+                    answer.status,
+                    String::from_utf8_lossy(&answer.body).into_owned(),
                 )
             }
         }
@@ -151,30 +152,36 @@ impl Target<'_> {
                 }
             }
             Target::Http { origin, url } => {
-                let mut s = http_connect(origin);
-                s.write_all(&http_head(origin, url, req)).unwrap();
-                s.write_all(&req.body[..half]).unwrap();
+                let mut conn = HttpConn::open(origin, HTTP_TIMEOUT);
+                let content_type = req.content_type.as_deref().map(|ct| ("Content-Type", ct));
+                conn.write_head(
+                    &req.method,
+                    &http::target(url, req),
+                    content_type.as_slice(),
+                    Some(req.body.len() as u64),
+                );
+                conn.write_body(&req.body[..half]).unwrap();
                 let t = Instant::now();
                 let status = match fault {
                     Fault::StallResume => {
                         std::thread::sleep(STALL);
-                        s.write_all(&req.body[half..]).unwrap();
-                        read_http(&mut s).0
+                        conn.write_body(&req.body[half..]).unwrap();
+                        conn.read_response(false).map(|r| r.status)
                     }
                     Fault::StallGiveUp => {
                         std::thread::sleep(STALL);
                         None
                     }
                     Fault::StallForever => {
-                        s.set_read_timeout(Some(forever_limit)).unwrap();
-                        read_http(&mut s).0
+                        conn.stream().set_read_timeout(Some(forever_limit)).unwrap();
+                        conn.read_response(false).map(|r| r.status)
                     }
                     Fault::Short => {
-                        s.shutdown(std::net::Shutdown::Write).unwrap();
-                        read_http(&mut s).0
+                        conn.stream().shutdown(std::net::Shutdown::Write).unwrap();
+                        conn.read_response(false).map(|r| r.status)
                     }
                     Fault::Disconnect => {
-                        rst_on_close(&s);
+                        rst_on_close(conn.stream());
                         None
                     }
                     Fault::Abort => unreachable!("FastCGI only"),
@@ -192,52 +199,6 @@ impl Target<'_> {
 /// SO_LINGER 0: the close that follows sends RST instead of FIN.
 fn rst_on_close(s: &TcpStream) {
     rustix::net::sockopt::set_socket_linger(s, Some(Duration::ZERO)).unwrap();
-}
-
-fn http_connect(origin: &str) -> TcpStream {
-    let s = TcpStream::connect(origin.strip_prefix("http://").unwrap()).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    s
-}
-
-fn http_head(origin: &str, url: &str, req: &TestRequest) -> Vec<u8> {
-    let host = origin.strip_prefix("http://").unwrap();
-    let target = if req.query.is_empty() {
-        url.to_string()
-    } else {
-        format!("{url}?{}", req.query)
-    };
-    let ct = req
-        .content_type
-        .as_ref()
-        .map(|c| format!("Content-Type: {c}\r\n"))
-        .unwrap_or_default();
-    let len = if req.method == "GET" {
-        String::new()
-    } else {
-        format!("Content-Length: {}\r\n", req.body.len())
-    };
-    format!(
-        "{} {target} HTTP/1.1\r\nHost: {host}\r\n{ct}{len}Connection: close\r\n\r\n",
-        req.method
-    )
-    .into_bytes()
-}
-
-/// The status and body of an HTTP answer; no status if the server closed without one.
-fn read_http(s: &mut TcpStream) -> (Option<u16>, String) {
-    let mut buf = Vec::new();
-    let _ = s.read_to_end(&mut buf);
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let status = text
-        .strip_prefix("HTTP/1.")
-        .and_then(|t| t.split_whitespace().nth(1))
-        .and_then(|c| c.parse().ok());
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
 }
 
 /// Files under `dir` (recursively), relative.
@@ -440,7 +401,7 @@ fn processes_of(bin: &Path) -> Vec<i32> {
             .ok()
             .as_deref()
             == Some(bin)
-            && harness::alive(pid)
+            && alive(pid)
         {
             out.push(pid);
         }
@@ -614,9 +575,9 @@ fn nginx_site(stack: &Stack, deploy: &str) {
 /// of the program was being written lends the child a write descriptor to it for a moment.
 fn start_worker(stack: &mut Stack, workers: usize) -> PathBuf {
     stack.dir.dir("run", false);
-    let log = stack.dir.path.join("logs/worker.log");
+    let log = stack.dir.path().join("logs/worker.log");
     for _attempt in 0..5 {
-        let mut p = Proc::spawn(
+        let mut p = Proc::spawn_logged(
             "resumable-cgi fastcgi (spawn-fcgi -n)",
             Command::new("spawn-fcgi")
                 .args(["-n", "-s"])

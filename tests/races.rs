@@ -59,7 +59,7 @@ fn uploads_for_round(round: u64, rng: &mut Rng) -> Vec<Upload> {
 
 /// One CGI process for `request`, killed by PID if it outlives the test's patience.
 fn run_cgi(cgi: &Cgi, request: &TestRequest, barrier: Option<&Barrier>) -> TestResponse {
-    let mut child = Guarded::new(cgi.command(request).spawn().expect("spawn"));
+    let mut child = Proc::spawn("resumable-cgi", &mut cgi.command(request)).kill_on_drop();
     if let Some(barrier) = barrier {
         barrier.wait();
     }
@@ -211,11 +211,7 @@ fn the_same_across_fastcgi_worker_processes_and_cgi_sharing_the_dirs() {
     let cgi = Cgi::new();
     let workers: Vec<Worker> = (0..3)
         .map(|_| {
-            let dirs = Dirs {
-                root: tempfile::tempdir().unwrap(),
-                temp: cgi.dirs.temp.clone(),
-                uploads: cgi.dirs.uploads.clone(),
-            };
+            let dirs = Dirs::sharing(&cgi.dirs);
             let mut command = std::process::Command::new(binary());
             let addr = Addr::free_tcp();
             command

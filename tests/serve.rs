@@ -171,7 +171,7 @@ fn chunked_request_bodies_are_accepted() {
 #[test]
 fn first_run_creates_its_dirs_serves_the_page_and_stops_on_signals() {
     for signal in [Signal::INT, Signal::TERM] {
-        let scratch = tempfile::tempdir().unwrap();
+        let scratch = Scratch::for_this_test();
         let dir = scratch.path();
         let mut server = DevServer::start_in(dir, &[], &dir.join("temp"), &dir.join("uploads"));
         assert!(dir.join("temp").is_dir() && dir.join("uploads").is_dir());
@@ -212,7 +212,7 @@ fn bad_arguments_exit_2_and_a_busy_port_exits_1() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("--port"));
 
-    let scratch = tempfile::tempdir().unwrap();
+    let scratch = Scratch::for_this_test();
     let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let output = std::process::Command::new(binary())
         .args(["serve", "--listen", &busy.local_addr().unwrap().to_string()])

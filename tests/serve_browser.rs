@@ -7,8 +7,8 @@ mod serve_support;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use common::*;
 use serde_json::Value;
@@ -17,53 +17,32 @@ use serve_support::DevServer;
 /// Screenshots of the run land here (`-mid-upload.png`, `-done.png`, `-listing.png`).
 const SCREENSHOTS: &str = "/tmp/resumable-cgi-demo";
 
-/// The node process, killed by PID if the test fails before it ends.
-struct Node(Option<Child>);
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.0.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
 fn run_demo_page(url: &str, work: &Path, out: &Path) -> (bool, String) {
-    let output_file = std::fs::File::create(out).unwrap();
-    let child = Command::new("node")
-        .arg(repo().join("tests/js/demo-page.mjs"))
-        .arg(url)
-        .arg(work)
-        .arg(SCREENSHOTS)
-        .current_dir(repo().join("tests/js"))
-        .stdin(Stdio::null())
-        .stdout(output_file.try_clone().unwrap())
-        .stderr(output_file)
-        .spawn()
-        .expect("run node (scripts/install-test-deps installs it)");
-    let mut node = Node(Some(child));
-    let deadline = Instant::now() + Duration::from_secs(240);
-    let status = loop {
-        let child = node.0.as_mut().unwrap();
-        if let Some(status) = child.try_wait().unwrap() {
-            node.0 = None;
-            break status;
-        }
-        assert!(Instant::now() < deadline, "demo-page.mjs timed out");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    // Stopped by PID if the test fails before it ends.
+    let mut node = Proc::spawn_logged(
+        "node (scripts/install-test-deps installs it)",
+        Command::new("node")
+            .arg(repo().join("tests/js/demo-page.mjs"))
+            .arg(url)
+            .arg(work)
+            .arg(SCREENSHOTS)
+            .current_dir(repo().join("tests/js")),
+        out,
+    );
+    let status = node
+        .wait_timeout(Duration::from_secs(240))
+        .expect("demo-page.mjs timed out");
     (status.success(), std::fs::read_to_string(out).unwrap())
 }
 
 #[test]
 fn demo_page_uploads_two_files_and_resumes_one_after_a_reload() {
     let server = DevServer::start_with(&[("RESUMABLE_MAX_FILE_SIZE", "7M")]);
-    let work = tempfile::tempdir().unwrap();
+    let work = Scratch::for_this_test();
     let out = work.path().join("node.out");
     let (ok, output) = run_demo_page(&server.url(), work.path(), &out);
     let log = server.log();

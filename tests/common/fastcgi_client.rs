@@ -5,10 +5,10 @@ use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{binary, Dirs, Endpoint, TestRequest, TestResponse};
+use super::{binary, Dirs, Endpoint, Proc, TestRequest, TestResponse};
 
 pub const BEGIN_REQUEST: u8 = 1;
 pub const ABORT_REQUEST: u8 = 2;
@@ -319,9 +319,10 @@ impl Write for Conn {
     }
 }
 
-/// A running worker process. Dropping it kills it by PID, so no test leaves one behind.
+/// A running worker process. Dropping it kills it by PID, so no test leaves one behind; it
+/// goes before its dirs.
 pub struct Worker {
-    pub child: Child,
+    pub proc: Proc,
     pub addr: Addr,
     pub dirs: Dirs,
     pub stderr_path: PathBuf,
@@ -360,9 +361,9 @@ impl Worker {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr);
-        let child = command.spawn().expect("start the worker");
+        let proc = Proc::spawn("resumable-cgi fastcgi", &mut command).kill_on_drop();
         let mut worker = Worker {
-            child,
+            proc,
             addr,
             dirs,
             stderr_path,
@@ -377,7 +378,7 @@ impl Worker {
             if self.addr.try_connect().is_ok() {
                 return;
             }
-            if let Ok(Some(status)) = self.child.try_wait() {
+            if let Some(status) = self.proc.try_wait() {
                 panic!("worker exited early ({status}): {}", self.stderr());
             }
             assert!(
@@ -390,7 +391,7 @@ impl Worker {
     }
 
     pub fn pid(&self) -> i32 {
-        self.child.id() as i32
+        self.proc.pid
     }
 
     pub fn stderr(&self) -> String {
@@ -414,13 +415,6 @@ impl Worker {
 
     pub fn connect(&self) -> Conn {
         self.addr.connect()
-    }
-}
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -3,14 +3,20 @@
 #![allow(dead_code)]
 
 pub mod fastcgi_client;
+pub mod http;
+pub mod process;
 pub mod scenarios;
+pub mod scratch;
+pub mod sha256;
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use sha2::{Digest, Sha256};
+pub use process::Proc;
+pub use scratch::Scratch;
+pub use sha256::{sha256_file, sha256_hex};
 
 /// One HTTP-level request to the upload endpoint.
 #[derive(Debug, Clone, Default)]
@@ -77,16 +83,16 @@ pub fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_resumable-cgi"))
 }
 
-/// A fresh temp dir and upload dir under one scratch directory.
+/// A fresh temp dir and upload dir in one scratch directory.
 pub struct Dirs {
-    pub root: tempfile::TempDir,
+    pub root: Scratch,
     pub temp: PathBuf,
     pub uploads: PathBuf,
 }
 
 impl Dirs {
     pub fn new() -> Dirs {
-        let root = tempfile::tempdir().expect("scratch dir");
+        let root = Scratch::for_this_test();
         let temp = root.path().join("temp");
         let uploads = root.path().join("uploads");
         std::fs::create_dir(&temp).unwrap();
@@ -95,6 +101,16 @@ impl Dirs {
             root,
             temp,
             uploads,
+        }
+    }
+
+    /// A scratch directory of its own (for a worker's socket and log) over `other`'s temp and
+    /// upload dirs, so that several processes share one store.
+    pub fn sharing(other: &Dirs) -> Dirs {
+        Dirs {
+            root: Scratch::for_this_test(),
+            temp: other.temp.clone(),
+            uploads: other.uploads.clone(),
         }
     }
 }
@@ -402,13 +418,6 @@ pub fn multipart(params: &[(String, String)], file: &[u8], filename: &str) -> (S
     (format!("multipart/form-data; boundary={BOUNDARY}"), body)
 }
 
-pub fn sha256_hex(data: &[u8]) -> String {
-    Sha256::digest(data)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 /// Deterministic pseudo-random bytes (xorshift), so failures reproduce.
 pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
     let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
@@ -443,7 +452,7 @@ pub fn snapshot(dir: &Path) -> BTreeMap<String, String> {
                 out.insert(format!("{rel}/"), "dir".into());
                 walk(base, &path, out);
             } else {
-                out.insert(rel, sha256_hex(&std::fs::read(&path).unwrap()));
+                out.insert(rel, sha256_file(&path));
             }
         }
     }

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use serde_json::{json, Value};
 
+use crate::common::sha256_file;
 use crate::harness::*;
 use crate::servers::Stack;
 
@@ -197,7 +198,7 @@ pub fn merge(mut a: Value, b: Value) -> Value {
 
 impl Case {
     pub fn src_dir(&self, stack: &Stack) -> PathBuf {
-        stack.dir.path.join("src").join(self.id)
+        stack.dir.path().join("src").join(self.id)
     }
 
     /// Writes the source files; returns (stored relative path, sha256) for each.

@@ -8,6 +8,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use rustix::process::Signal;
+
+use crate::common::http;
+use crate::common::process::Proc;
+use crate::common::scratch::{Scratch, WWW_DATA};
 use crate::harness::*;
 
 /// One web server stack under test. Fields drop in order: processes stop before the directory goes.
@@ -23,7 +28,7 @@ pub struct Stack {
     pub error_log: PathBuf,
     pub bin: PathBuf,
     pub kind: Kind,
-    pub dir: TestDir,
+    pub dir: Scratch,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -36,12 +41,16 @@ pub const URL: &str = "/upload/upload.php";
 
 impl Stack {
     pub fn origin(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("http://{}", self.address())
+    }
+
+    fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
     }
 
     fn new(name: &str, kind: Kind) -> Stack {
-        let dir = TestDir::new(name);
-        let bin = dir.install_program();
+        let dir = Scratch::new(name);
+        let bin = install_program(&dir);
         let temp_dir = dir.dir("data/temp", true);
         let upload_dir = dir.dir("data/uploads", true);
         dir.dir("logs", false);
@@ -52,8 +61,8 @@ impl Stack {
             url: URL.into(),
             temp_dir,
             upload_dir,
-            access_log: dir.path.join("logs/access.log"),
-            error_log: dir.path.join("logs/error.log"),
+            access_log: dir.path().join("logs/access.log"),
+            error_log: dir.path().join("logs/error.log"),
             bin,
             kind,
             dir,
@@ -70,7 +79,7 @@ impl Stack {
             (
                 "FCGIWRAP_SOCKET",
                 self.dir
-                    .path
+                    .path()
                     .join("run/fcgiwrap.sock")
                     .display()
                     .to_string(),
@@ -78,7 +87,7 @@ impl Stack {
             (
                 "PIDFILE",
                 self.dir
-                    .path
+                    .path()
                     .join("run/spawn-fcgi.pid")
                     .display()
                     .to_string(),
@@ -87,19 +96,19 @@ impl Stack {
     }
 
     pub fn socket(&self) -> PathBuf {
-        self.dir.path.join("run/resumable-cgi.sock")
+        self.dir.path().join("run/resumable-cgi.sock")
     }
 
     /// Puts the rendered site snippet in place (conf.d/site.conf), replacing what was there.
     pub fn install_site(&self, text: &str) {
-        write(&self.dir.path.join("conf.d/site.conf"), text);
+        write(&self.dir.path().join("conf.d/site.conf"), text);
     }
 
     /// Puts `text` at nginx's http level (conf.d/http/NAME.conf), e.g. an upstream block.
     #[allow(dead_code)] // used by tests/multinode.rs, not by tests/e2e.rs
     pub fn install_http_conf(&self, name: &str, text: &str) {
         write(
-            &self.dir.path.join(format!("conf.d/http/{name}.conf")),
+            &self.dir.path().join(format!("conf.d/http/{name}.conf")),
             text,
         );
     }
@@ -116,7 +125,7 @@ impl Stack {
     }
 
     pub fn start_apache(&mut self) {
-        let root = self.dir.path.clone();
+        let root = self.dir.path().to_path_buf();
         let www = self.dir.dir("www", false);
         let conf = format!(
             r#"# frame written by tests/e2e/servers.rs; the upload URL comes from conf.d (deploy/apache/*)
@@ -168,7 +177,7 @@ Include {root}/conf.d/*.conf
             String::from_utf8_lossy(&out.stderr)
         );
         let log = root.join("logs/apache.out");
-        let p = Proc::spawn(
+        let p = Proc::spawn_logged(
             "apache2",
             Command::new("apache2")
                 .arg("-f")
@@ -178,7 +187,7 @@ Include {root}/conf.d/*.conf
             &log,
         );
         self.procs.push(p);
-        wait_for_port(self.port, "apache2", &self.error_log);
+        wait_for_listener(&self.address(), "apache2", &self.error_log);
     }
 
     // ---------------------------------------------------------------- nginx
@@ -188,7 +197,7 @@ Include {root}/conf.d/*.conf
     }
 
     pub fn start_nginx(&mut self) {
-        let root = self.dir.path.clone();
+        let root = self.dir.path().to_path_buf();
         let www = self.dir.dir("www", false);
         self.dir.dir("run", false);
         self.dir.dir("tmp", true);
@@ -242,19 +251,19 @@ http {{
         let mut cmd = Command::new("nginx");
         args(&mut cmd);
         cmd.arg("-g").arg("daemon off;");
-        let p = Proc::spawn("nginx", &mut cmd, &root.join("logs/nginx.out"));
+        let p = Proc::spawn_logged("nginx", &mut cmd, &root.join("logs/nginx.out"));
         self.procs.push(p);
-        wait_for_port(self.port, "nginx", &self.error_log);
+        wait_for_listener(&self.address(), "nginx", &self.error_log);
     }
 
     /// Re-reads the configuration (the operator's `nginx -s reload` / `apachectl graceful`), then
     /// waits until `probe` says the new configuration answers.
     pub fn reload(&self, probe: impl Fn() -> bool) {
         let server = &self.procs[self.server_index()];
-        match self.kind {
-            Kind::Nginx => server.signal(1),   // HUP
-            Kind::Apache => server.signal(10), // USR1 = graceful
-        }
+        server.signal(match self.kind {
+            Kind::Nginx => Signal::HUP,
+            Kind::Apache => Signal::USR1, // graceful
+        });
         let deadline = Instant::now() + Duration::from_secs(15);
         while !probe() {
             assert!(
@@ -283,8 +292,8 @@ http {{
     pub fn start_fcgiwrap(&mut self) {
         let run = self.dir.dir("run", false);
         let sock = run.join("fcgiwrap.sock");
-        let log = self.dir.path.join("logs/fcgiwrap.log");
-        let p = Proc::spawn(
+        let log = self.dir.path().join("logs/fcgiwrap.log");
+        let p = Proc::spawn_logged(
             "fcgiwrap",
             Command::new("spawn-fcgi")
                 .args(["-n", "-s"])
@@ -310,7 +319,7 @@ http {{
     /// The resumable-cgi FastCGI worker, started by the shipped deploy/spawn-fcgi script.
     pub fn start_spawn_fcgi_worker(&mut self) {
         self.dir.dir("run", false);
-        let script = self.dir.path.join("spawn-fcgi.sh");
+        let script = self.dir.path().join("spawn-fcgi.sh");
         write(&script, &render("spawn-fcgi/spawn-fcgi.sh", &self.vars()));
         let out = Command::new("sh").arg(&script).output().unwrap();
         assert!(
@@ -319,7 +328,7 @@ http {{
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        let pidfile = self.dir.path.join("run/spawn-fcgi.pid");
+        let pidfile = self.dir.path().join("run/spawn-fcgi.pid");
         let p = Proc::from_pidfile("resumable-cgi fastcgi (spawn-fcgi)", &pidfile);
         let pid = p.pid;
         self.procs.insert(0, p);
@@ -360,8 +369,8 @@ http {{
             cmd.arg("-E").arg(env);
         }
         cmd.args(exec.split_whitespace());
-        let log = self.dir.path.join("logs/worker.log");
-        let p = Proc::spawn(
+        let log = self.dir.path().join("logs/worker.log");
+        let p = Proc::spawn_logged(
             "resumable-cgi fastcgi (systemd-socket-activate)",
             &mut cmd,
             &log,
@@ -411,8 +420,8 @@ http {{
             .args(["-G", &value(&socket, "SocketGroup").pop().unwrap()])
             .args(["-u", &user, "-g", &group, "--"])
             .args(exec.split_whitespace());
-        let log = self.dir.path.join("logs/worker.log");
-        let p = Proc::spawn("resumable-cgi fastcgi (systemd-equivalent)", &mut cmd, &log);
+        let log = self.dir.path().join("logs/worker.log");
+        let p = Proc::spawn_logged("resumable-cgi fastcgi (systemd-equivalent)", &mut cmd, &log);
         self.procs.insert(0, p);
         wait_for_socket(Path::new(&listen), "resumable-cgi fastcgi");
         (service, socket)
@@ -421,7 +430,7 @@ http {{
     /// php-fpm running the classic resumable.js PHP sample, extracted from the npm package.
     /// Returns the script's temp dir (`temp/` beside the script, its cwd).
     pub fn start_php_fpm_with_sample(&mut self) -> PathBuf {
-        let root = self.dir.path.clone();
+        let root = self.dir.path().to_path_buf();
         let script_dir = self.dir.dir("www/upload", true);
         let md = std::fs::read_to_string(
             repo().join("tests/js/node_modules/resumablejs/samples/Backend on PHP.md"),
@@ -472,7 +481,7 @@ php_admin_value[upload_tmp_dir] = {tmp}
         );
         let conf_path = root.join("php-fpm.conf");
         write(&conf_path, &conf);
-        let p = Proc::spawn(
+        let p = Proc::spawn_logged(
             "php-fpm",
             Command::new("php-fpm8.2")
                 .arg("-F")
@@ -496,8 +505,8 @@ php_admin_value[upload_tmp_dir] = {tmp}
 }}
 "#,
             url = self.url,
-            script = self.dir.path.join("www/upload/upload.php").display(),
-            sock = self.dir.path.join("run/php-fpm.sock").display(),
+            script = self.dir.path().join("www/upload/upload.php").display(),
+            sock = self.dir.path().join("run/php-fpm.sock").display(),
         )
     }
 
@@ -511,36 +520,26 @@ php_admin_value[upload_tmp_dir] = {tmp}
 </Location>
 "#,
             url = self.url,
-            script = self.dir.path.join("www/upload/upload.php").display(),
-            sock = self.dir.path.join("run/php-fpm.sock").display(),
+            script = self.dir.path().join("www/upload/upload.php").display(),
+            sock = self.dir.path().join("run/php-fpm.sock").display(),
         )
     }
 
     /// Status of a test GET for a chunk nobody has: 204 from resumable-cgi, 404 from the PHP sample.
     pub fn probe_missing_status(&self) -> u16 {
-        let url = format!(
-            "{}{}?resumableChunkNumber=1&resumableChunkSize=1048576&resumableCurrentChunkSize=10&resumableTotalSize=10&resumableType=&resumableIdentifier=probe-{}&resumableFilename=probe.bin&resumableRelativePath=probe.bin&resumableTotalChunks=1",
-            self.origin(),
+        let target = format!(
+            "{}?resumableChunkNumber=1&resumableChunkSize=1048576&resumableCurrentChunkSize=10&resumableTotalSize=10&resumableType=&resumableIdentifier=probe-{}&resumableFilename=probe.bin&resumableRelativePath=probe.bin&resumableTotalChunks=1",
             self.url,
             free_port()
         );
-        http_status("GET", &url)
+        http::request(
+            &self.origin(),
+            "GET",
+            &target,
+            &[],
+            &[],
+            Duration::from_secs(10),
+        )
+        .status
     }
-}
-
-/// A bare HTTP/1.0 request (no body), answering the status code.
-pub fn http_status(method: &str, url: &str) -> u16 {
-    use std::io::{Read, Write};
-    let rest = url.strip_prefix("http://").unwrap();
-    let (host, path) = rest.split_at(rest.find('/').unwrap());
-    let mut s = std::net::TcpStream::connect(host).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(s, "{method} {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").unwrap();
-    let mut buf = Vec::new();
-    let _ = s.read_to_end(&mut buf);
-    let text = String::from_utf8_lossy(&buf);
-    text.split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("no HTTP status from {url}: {text}"))
 }

@@ -1,11 +1,9 @@
 //! Support shared by the reliability suites (races, crashes, disk, corpus): trial counts for CI
-//! and for long manual runs, processes that are killed by PID whatever happens, and the checks
-//! that an upload finished exactly once and left nothing behind.
+//! and for long manual runs, and the checks that an upload finished exactly once and left
+//! nothing behind.
 #![allow(dead_code)]
 
 use std::path::Path;
-use std::process::{Child, ExitStatus};
-use std::time::{Duration, Instant};
 
 use super::common::*;
 
@@ -20,60 +18,6 @@ pub fn stress_factor() -> usize {
 
 pub fn trials(ci: usize) -> usize {
     ci * stress_factor()
-}
-
-/// A child process that is killed (SIGKILL, by its PID) and reaped when dropped, so that a
-/// failing assertion never leaves it running.
-pub struct Guarded(pub Option<Child>);
-
-impl Guarded {
-    pub fn new(child: Child) -> Guarded {
-        Guarded(Some(child))
-    }
-
-    pub fn pid(&self) -> i32 {
-        self.0.as_ref().map(|c| c.id() as i32).unwrap_or(0)
-    }
-
-    pub fn child(&mut self) -> &mut Child {
-        self.0.as_mut().expect("child still owned")
-    }
-
-    pub fn kill(&mut self) {
-        if let Some(child) = self.0.as_mut() {
-            // SAFETY: kill(2) on the PID of our own child, not yet reaped (so not reused).
-            unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
-        }
-    }
-
-    /// Waits at most `limit`, then kills; returns the exit status and stdout.
-    pub fn finish(mut self, limit: Duration) -> (ExitStatus, Vec<u8>, Vec<u8>) {
-        let mut child = self.0.take().expect("child");
-        let deadline = Instant::now() + limit;
-        loop {
-            match child.try_wait().expect("try_wait") {
-                Some(_) => break,
-                None if Instant::now() > deadline => {
-                    // SAFETY: as in kill().
-                    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
-                    break;
-                }
-                None => std::thread::sleep(Duration::from_millis(1)),
-            }
-        }
-        let output = child.wait_with_output().expect("reap");
-        (output.status, output.stdout, output.stderr)
-    }
-}
-
-impl Drop for Guarded {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.0.take() {
-            // SAFETY: as in kill().
-            unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
-            let _ = child.wait();
-        }
-    }
 }
 
 /// Exactly one published copy of `upload`, under `name`, with its bytes.

@@ -1,15 +1,18 @@
-//! The dev server as a test sees it: a real process on a free port, a minimal HTTP/1.1 client,
-//! and the server's log.
+//! The dev server as a test sees it: a real process on a free port, spoken to over HTTP, and
+//! the server's log.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use super::common::{binary, Dirs, Endpoint, TestRequest, TestResponse};
+use super::common::{binary, http, Dirs, Endpoint, Proc, TestRequest, TestResponse};
+
+/// How long a request may wait for the server's answer.
+const TIMEOUT: Duration = Duration::from_secs(30);
 
 const SETTINGS: [&str; 6] = [
     "RESUMABLE_TEMP_DIR",
@@ -23,7 +26,7 @@ const SETTINGS: [&str; 6] = [
 /// `resumable-cgi serve --listen 127.0.0.1:0` in a directory; killed by PID when dropped, so
 /// a failing test leaves no server behind.
 pub struct DevServer {
-    child: Option<Child>,
+    proc: Proc,
     pub addr: SocketAddr,
     pub dir: PathBuf,
     temp: PathBuf,
@@ -85,9 +88,9 @@ impl DevServer {
         for (name, value) in env {
             command.env(name, value);
         }
-        let mut child = command.spawn().expect("start resumable-cgi serve");
-        let stdout = child.stdout.take().expect("stdout");
-        let stderr = child.stderr.take().expect("stderr");
+        let mut proc = Proc::spawn("resumable-cgi serve", &mut command).kill_on_drop();
+        let stdout = proc.child().stdout.take().expect("stdout");
+        let stderr = proc.child().stderr.take().expect("stderr");
         let log = Arc::new(Mutex::new(String::new()));
         {
             let log = Arc::clone(&log);
@@ -112,7 +115,7 @@ impl DevServer {
             }
         });
         let mut server = DevServer {
-            child: Some(child),
+            proc,
             addr: "127.0.0.1:1".parse().unwrap(),
             dir: dir.to_path_buf(),
             temp: temp.to_path_buf(),
@@ -136,33 +139,30 @@ impl DevServer {
         format!("http://{}/", self.addr)
     }
 
+    fn origin(&self) -> String {
+        self.addr.to_string()
+    }
+
     pub fn log(&self) -> String {
         self.log.lock().unwrap().clone()
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.as_ref().map(Child::id).unwrap_or(0)
+        self.proc.pid as u32
     }
 
     /// Sends `signal` and waits (at most 15 s) for the process to end.
     pub fn stop_with(&mut self, signal: rustix::process::Signal) -> ExitStatus {
-        let mut child = self.child.take().expect("server still running");
-        rustix::process::kill_process(rustix::process::Pid::from_child(&child), signal)
-            .expect("signal the server");
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Some(status) = child.try_wait().expect("wait for the server") {
-                return status;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
+        assert!(self.proc.signal(signal), "signal the server");
+        match self.proc.wait_timeout(Duration::from_secs(15)) {
+            Some(status) => status,
+            None => {
+                self.proc.kill();
                 panic!(
                     "the server did not stop on {signal:?}; log:\n{}",
                     self.log()
                 );
             }
-            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
@@ -174,7 +174,7 @@ impl DevServer {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> TestResponse {
-        http(self.addr, method, target, headers, body)
+        http::request(&self.origin(), method, target, headers, &[body], TIMEOUT)
     }
 
     pub fn get(&self, target: &str) -> TestResponse {
@@ -182,129 +182,14 @@ impl DevServer {
     }
 }
 
-impl Drop for DevServer {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
 impl Endpoint for DevServer {
     fn send(&self, request: &TestRequest) -> TestResponse {
-        let target = if request.query.is_empty() {
-            "/upload".to_string()
-        } else {
-            format!("/upload?{}", request.query)
-        };
-        let mut headers = Vec::new();
-        if let Some(ct) = &request.content_type {
-            headers.push(("Content-Type", ct.as_str()));
-        }
-        self.http(&request.method, &target, &headers, &request.body)
+        http::send(&self.origin(), "/upload", request, TIMEOUT)
     }
     fn temp_dir(&self) -> &Path {
         &self.temp
     }
     fn upload_dir(&self) -> &Path {
         &self.uploads
-    }
-}
-
-/// Writes the request exactly as given (no path normalisation, so traversal attempts reach
-/// the server as typed) with a Content-Length body, and reads the answer to EOF.
-pub fn http(
-    addr: SocketAddr,
-    method: &str,
-    target: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> TestResponse {
-    let chunked = headers
-        .iter()
-        .any(|(n, v)| n.eq_ignore_ascii_case("Transfer-Encoding") && v.contains("chunked"));
-    let mut stream = TcpStream::connect(addr).expect("connect to the dev server");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    let mut head = format!("{method} {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    for (name, value) in headers {
-        head.push_str(&format!("{name}: {value}\r\n"));
-    }
-    if !chunked && (!body.is_empty() || matches!(method, "POST" | "PUT")) {
-        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
-    }
-    head.push_str("\r\n");
-    stream.write_all(head.as_bytes()).unwrap();
-    if chunked {
-        // Uneven pieces, as a streaming client would send them.
-        for piece in body.chunks(70_001) {
-            stream
-                .write_all(format!("{:x}\r\n", piece.len()).as_bytes())
-                .unwrap();
-            stream.write_all(piece).unwrap();
-            stream.write_all(b"\r\n").unwrap();
-        }
-        stream.write_all(b"0\r\n\r\n").unwrap();
-    } else {
-        // The server may answer (an error) before reading everything; that is fine.
-        let _ = stream.write_all(body);
-    }
-    let mut raw = Vec::new();
-    let _ = stream.read_to_end(&mut raw);
-    parse_response(&raw, method == "HEAD")
-}
-
-fn parse_response(raw: &[u8], head_only: bool) -> TestResponse {
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or_else(|| panic!("no header block in {:?}", String::from_utf8_lossy(raw)));
-    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap_or_default();
-    let status: u16 = status_line
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))
-        .collect();
-    let rest = &raw[split + 4..];
-    let is_chunked = headers.iter().any(|(n, v)| {
-        n.eq_ignore_ascii_case("Transfer-Encoding") && v.to_ascii_lowercase().contains("chunked")
-    });
-    let body = if head_only {
-        Vec::new()
-    } else if is_chunked {
-        decode_chunked(rest)
-    } else {
-        rest.to_vec()
-    };
-    TestResponse {
-        status,
-        headers,
-        body,
-    }
-}
-
-fn decode_chunked(mut rest: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let Some(end) = rest.windows(2).position(|w| w == b"\r\n") else {
-            return out;
-        };
-        let size_text = String::from_utf8_lossy(&rest[..end]);
-        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
-            .expect("chunk size");
-        rest = &rest[end + 2..];
-        if size == 0 || rest.len() < size {
-            return out;
-        }
-        out.extend_from_slice(&rest[..size]);
-        rest = &rest[(size + 2).min(rest.len())..];
     }
 }
