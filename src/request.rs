@@ -131,10 +131,7 @@ impl Head {
 
     /// The value of a request header (case-insensitive name); the first one when repeated.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        find_header(&self.headers, name)
     }
 
     /// `scheme://host[:port]` of the endpoint, for absolute URLs in answers. The `Host` header
@@ -214,10 +211,7 @@ impl Response {
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        find_header(&self.headers, name)
     }
 
     /// The body when it is in memory (every answer but a download).
@@ -258,6 +252,14 @@ impl Response {
         }
         out.flush()
     }
+}
+
+/// The first header of that name, compared without case as HTTP does.
+fn find_header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
 }
 
 pub fn reason_phrase(status: u16) -> &'static str {

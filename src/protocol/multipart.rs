@@ -3,8 +3,8 @@
 //!
 //! multer is async; it runs here under `pollster` through [`YieldingBody`], which returns
 //! `Pending` between reads because multer keeps pulling until it sees `Pending` and would
-//! otherwise slurp the whole body into memory (multer 3.1 issue #62: its `Multipart` polls the
-//! stream until it is `Pending`, so a stream that is always ready is read to its end first).
+//! otherwise slurp the whole body into memory (multer 3.1's `Multipart` polls its stream until
+//! it is `Pending`, so a stream that is always ready is read to its end first).
 
 use std::fmt;
 use std::io::{self, Read};
@@ -254,7 +254,7 @@ impl Stream for YieldingBody<'_> {
             return Poll::Ready(None);
         }
         // multer pulls until it sees Pending; yielding after each read keeps it to one read
-        // at a time instead of slurping the body (rwf2/multer#62).
+        // at a time instead of slurping the body.
         if self.framing.must_yield.swap(false, Ordering::Relaxed) {
             cx.waker().wake_by_ref();
             return Poll::Pending;

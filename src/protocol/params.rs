@@ -148,22 +148,26 @@ pub fn parse_decimal(text: &str) -> Option<u64> {
     text.parse().ok()
 }
 
+/// Numbers as a client might mistype them, none of which is a plain decimal.
+#[cfg(test)]
+pub const NOT_DECIMAL: &[&str] = &[
+    "-1",
+    "+1",
+    "1.0",
+    "0x10",
+    "1e3",
+    " 1",
+    "",
+    "18446744073709551616",
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn numbers_are_strict() {
-        for bad in [
-            "-1",
-            "+1",
-            "1.0",
-            "0x10",
-            "1e3",
-            " 1",
-            "",
-            "18446744073709551616",
-        ] {
+        for bad in NOT_DECIMAL {
             assert_eq!(parse_decimal(bad), None, "{bad}");
         }
         assert_eq!(parse_decimal("18446744073709551615"), Some(u64::MAX));

@@ -6,7 +6,7 @@ use crate::error::Error;
 use crate::protocol::multipart::{self, IntakeError};
 use crate::protocol::{self, ChunkDialect, ChunkRequest, Finished, Outcome, Params};
 use crate::request::{Head, Request};
-use crate::store::{Completion, Progress, ReceivedChunk, StoreError, UploadKey};
+use crate::store::{ChunkSlot, Completion, Progress, ReceivedChunk, StoreError, UploadKey};
 
 /// A chunk whose bytes arrived, with what the client said about it.
 struct Received {
@@ -67,11 +67,7 @@ impl Service {
                 }
             }
             (complete(&done, false), "test (complete)")
-        } else if !self
-            .store
-            .has_chunk(&key, geometry.number, geometry.size)
-            .map_err(failed)?
-        {
+        } else if !self.store.has_chunk(&key, slot(&chunk)).map_err(failed)? {
             let status = self.config.missing_chunk_status;
             let missing = Outcome::Missing {
                 chunk: geometry.number,
@@ -154,7 +150,7 @@ impl Service {
         let key = upload_key(&chunk, head.remote_user.as_deref());
         let bytes = self
             .store
-            .receive_chunk(&key, chunk.geometry.number, chunk.geometry.size, body)
+            .receive_chunk(&key, slot(&chunk), body)
             .map_err(|e| Failure {
                 error: e.into(),
                 dialect: Some(dialect),
@@ -204,6 +200,13 @@ fn complete(done: &Completion, just_now: bool) -> Outcome {
         size: done.size,
         just_now,
     })
+}
+
+fn slot(chunk: &ChunkRequest) -> ChunkSlot {
+    ChunkSlot {
+        number: chunk.geometry.number,
+        size: chunk.geometry.size,
+    }
 }
 
 fn upload_key(chunk: &ChunkRequest, request_user: Option<&str>) -> UploadKey {

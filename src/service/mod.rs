@@ -119,3 +119,95 @@ impl Service {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Cursor;
+
+    use super::*;
+    use crate::request::Head;
+
+    fn service(root: &std::path::Path, extra: &[(&str, &str)]) -> Result<Service, ConfigError> {
+        let temp = root.join("temp").to_string_lossy().into_owned();
+        let uploads = root.join("uploads").to_string_lossy().into_owned();
+        let mut pairs = vec![
+            ("RESUMABLE_TEMP_DIR".to_string(), temp),
+            ("RESUMABLE_UPLOAD_DIR".to_string(), uploads),
+        ];
+        pairs.extend(extra.iter().map(|(n, v)| (n.to_string(), v.to_string())));
+        Config::from_lookup(&|name| {
+            pairs
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.clone().into_bytes())
+        })
+        .map(Service::new)
+    }
+
+    fn send(service: &Service, method: &str, query: &str, body: &[u8]) -> Response {
+        let mut head = Head::from_cgi_vars([
+            ("REQUEST_METHOD".to_string(), method.to_string()),
+            ("QUERY_STRING".to_string(), query.to_string()),
+        ]);
+        head.content_length = Some(body.len() as u64);
+        let mut body = Cursor::new(body.to_vec());
+        service.handle(Request {
+            head,
+            body: &mut body,
+        })
+    }
+
+    const CHUNK: &str = "flowChunkNumber=1&flowChunkSize=8&flowCurrentChunkSize=3&flowTotalSize=3&flowIdentifier=x&flowFilename=x.txt";
+
+    #[test]
+    fn overrides_derive_a_service_for_one_request() {
+        let root = tempfile::tempdir().unwrap();
+        let base = service(root.path(), &[]).unwrap();
+        let derived = base
+            .with_overrides(&|name| (name == "RESUMABLE_MAX_FILE_SIZE").then(|| b"2".to_vec()))
+            .unwrap();
+        assert_eq!(derived.config().max_file_size, 2);
+        assert_ne!(base.config().max_file_size, 2);
+        let bad = base
+            .with_overrides(&|name| (name == "RESUMABLE_MAX_FILE_SIZE").then(|| b"12Q".to_vec()));
+        assert_eq!(bad.err().map(|e| e.name), Some("RESUMABLE_MAX_FILE_SIZE"));
+        let refused = Service::refuse_misconfigured(
+            &Method::Get,
+            ConfigError {
+                name: "RESUMABLE_LOG",
+                value: "loud".into(),
+                reason: "bad",
+            },
+        );
+        assert_eq!(refused.status, 500);
+    }
+
+    #[test]
+    fn missing_directories_are_a_500_before_the_body_is_read() {
+        let root = tempfile::tempdir().unwrap();
+        let service = service(root.path(), &[]).unwrap();
+        let response = send(&service, "POST", CHUNK, b"abc");
+        assert_eq!(response.status, 500);
+        assert!(String::from_utf8_lossy(response.bytes()).contains("could not store"));
+    }
+
+    #[test]
+    fn a_chunk_then_its_test_then_a_refused_method() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir(root.path().join("temp")).unwrap();
+        std::fs::create_dir(root.path().join("uploads")).unwrap();
+        let service = service(root.path(), &[]).unwrap();
+        assert_eq!(send(&service, "GET", CHUNK, b"").status, 204);
+        let stored = send(&service, "PUT", CHUNK, b"abc");
+        assert_eq!(stored.status, 200);
+        assert!(String::from_utf8_lossy(stored.bytes()).contains("\"complete\":true"));
+        assert_eq!(
+            std::fs::read(root.path().join("uploads/x.txt")).unwrap(),
+            b"abc"
+        );
+        assert_eq!(send(&service, "HEAD", CHUNK, b"").status, 200);
+        let refused = send(&service, "DELETE", CHUNK, b"");
+        assert_eq!(refused.status, 405);
+        assert_eq!(refused.header("Allow"), Some(ALLOWED_METHODS));
+    }
+}

@@ -83,13 +83,8 @@ impl PendingChunk {
         if let Some(file) = self.file.take() {
             drop(file);
         }
-        fsutil::rename(
-            self.dir.as_fd(),
-            &self.temp_name,
-            self.dir.as_fd(),
-            &self.part_name,
-        )
-        .map_err(StoreError::io("renaming a chunk into place"))?;
+        fsutil::rename_within(self.dir.as_fd(), &self.temp_name, &self.part_name)
+            .map_err(StoreError::io("renaming a chunk into place"))?;
         self.temp_name.clear();
         Ok(())
     }
@@ -101,5 +96,92 @@ impl Drop for PendingChunk {
         if !self.temp_name.is_empty() {
             let _ = fsutil::remove_file(self.dir.as_fd(), &self.temp_name);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Cursor;
+
+    fn dir() -> (tempfile::TempDir, OwnedFd) {
+        let root = tempfile::tempdir().unwrap();
+        let fd = fsutil::open_root(root.path()).unwrap();
+        (root, fd)
+    }
+
+    fn names(root: &tempfile::TempDir) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(root.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn an_exact_body_is_published_under_the_part_name() {
+        let (root, fd) = dir();
+        let mut chunk = PendingChunk::create(fd, "f.bin", 3).unwrap();
+        assert_eq!(
+            names(&root).len(),
+            1,
+            "a hidden temporary file while receiving"
+        );
+        assert!(names(&root)[0].starts_with(".f.bin.part3."));
+        chunk.write_from(&mut Cursor::new(b"hello"), 5).unwrap();
+        chunk.publish().unwrap();
+        assert_eq!(names(&root), ["f.bin.part3"]);
+        assert_eq!(
+            std::fs::read(root.path().join("f.bin.part3")).unwrap(),
+            b"hello"
+        );
+    }
+
+    #[test]
+    fn a_short_or_long_body_is_refused_and_leaves_nothing() {
+        for (body, expected, received) in [(&b"hell"[..], 5, 4), (&b"hello!"[..], 5, 6)] {
+            let (root, fd) = dir();
+            let mut chunk = PendingChunk::create(fd, "f.bin", 1).unwrap();
+            match chunk.write_from(&mut Cursor::new(body), expected) {
+                Err(StoreError::BodyLength {
+                    expected: e,
+                    received: r,
+                }) => assert_eq!((e, r), (expected, received)),
+                other => panic!("{other:?}"),
+            }
+            drop(chunk);
+            assert!(names(&root).is_empty(), "{:?}", names(&root));
+        }
+    }
+
+    #[test]
+    fn a_failing_body_is_a_read_error() {
+        struct Broken;
+        impl Read for Broken {
+            fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+                Err(io::Error::from(io::ErrorKind::ConnectionReset))
+            }
+        }
+        let (root, fd) = dir();
+        let mut chunk = PendingChunk::create(fd, "f.bin", 1).unwrap();
+        assert!(matches!(
+            chunk.write_from(&mut Broken, 5),
+            Err(StoreError::BodyRead(_))
+        ));
+        drop(chunk);
+        assert!(names(&root).is_empty());
+    }
+
+    #[test]
+    fn a_duplicate_replaces_an_identical_part() {
+        let (root, fd) = dir();
+        for _ in 0..2 {
+            let fd = fd.try_clone().unwrap();
+            let mut chunk = PendingChunk::create(fd, "f.bin", 1).unwrap();
+            chunk.write_from(&mut Cursor::new(b"abc"), 3).unwrap();
+            chunk.publish().unwrap();
+        }
+        assert_eq!(names(&root), ["f.bin.part1"]);
     }
 }

@@ -322,7 +322,7 @@ fn write_record(upload: &super::UploadDir, completion: &Completion) -> Result<()
     file.write_all(&text)
         .and_then(|_| file.sync_all())
         .map_err(StoreError::io("writing the completion record"))?;
-    fsutil::rename(upload.dir.as_fd(), &temp, upload.dir.as_fd(), &name)
+    fsutil::rename_within(upload.dir.as_fd(), &temp, &name)
         .map_err(StoreError::io("writing the completion record"))
 }
 

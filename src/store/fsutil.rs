@@ -36,24 +36,18 @@ pub fn ensure_dir(parent: BorrowedFd<'_>, name: &str, mode: u32) -> io::Result<O
 
 /// Creates a new file that must not exist yet (O_EXCL: never through a symlink).
 pub fn create_new(parent: BorrowedFd<'_>, name: &str) -> io::Result<File> {
-    let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-    Ok(File::from(rfs::openat(
-        parent,
-        name,
-        flags,
-        Mode::from_raw_mode(0o666),
-    )?))
+    create(parent, name, OFlags::WRONLY | OFlags::EXCL)
 }
 
 /// Creates or truncates a regular file, refusing a symlink at the name.
 pub fn create_truncate(parent: BorrowedFd<'_>, name: &str) -> io::Result<File> {
-    let flags = OFlags::RDWR | OFlags::CREATE | OFlags::TRUNC | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-    Ok(File::from(rfs::openat(
-        parent,
-        name,
-        flags,
-        Mode::from_raw_mode(0o666),
-    )?))
+    create(parent, name, OFlags::RDWR | OFlags::TRUNC)
+}
+
+fn create(parent: BorrowedFd<'_>, name: &str, how: OFlags) -> io::Result<File> {
+    let flags = how | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let fd = rfs::openat(parent, name, flags, Mode::from_raw_mode(0o666))?;
+    Ok(File::from(fd))
 }
 
 /// Opens a regular file for reading, refusing a symlink.
@@ -108,13 +102,9 @@ pub fn identity(parent: BorrowedFd<'_>, name: &str) -> io::Result<Option<FileIde
     }
 }
 
-pub fn rename(
-    from_dir: BorrowedFd<'_>,
-    from: &str,
-    to_dir: BorrowedFd<'_>,
-    to: &str,
-) -> io::Result<()> {
-    Ok(rfs::renameat(from_dir, from, to_dir, to)?)
+/// Renames `from` to `to` inside one directory, atomically replacing `to`.
+pub fn rename_within(dir: BorrowedFd<'_>, from: &str, to: &str) -> io::Result<()> {
+    Ok(rfs::renameat(dir, from, dir, to)?)
 }
 
 /// Gives the file at `from` a second name `to`; fails with `AlreadyExists` rather than replace.

@@ -88,6 +88,16 @@ pub enum Progress {
     AlreadyComplete(Completion),
 }
 
+/// One chunk of an upload: its 1-based number and the bytes it must have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkSlot {
+    pub number: u64,
+    pub size: u64,
+}
+
+/// A received chunk, or why it could not be received.
+pub type Received = Result<Box<dyn ReceivedChunk>>;
+
 /// What the service needs from storage, whatever keeps the bytes. Every method is safe to call
 /// from many processes and hosts at once for the same upload: implementations serialise what
 /// must be serialised (the filesystem store with a per-upload lock).
@@ -95,19 +105,13 @@ pub trait UploadStore: Send + Sync {
     /// The finished upload, if this one was completed (and its record matches the key).
     fn completion(&self, key: &UploadKey) -> Result<Option<Completion>>;
 
-    /// Whether chunk `number` is stored with exactly `size` bytes, under this key's geometry.
-    fn has_chunk(&self, key: &UploadKey, number: u64, size: u64) -> Result<bool>;
+    /// Whether the chunk is stored with exactly its size, under this key's geometry.
+    fn has_chunk(&self, key: &UploadKey, slot: ChunkSlot) -> Result<bool>;
 
-    /// Receives chunk `number` from `body`, which must carry exactly `size` bytes. The chunk
+    /// Receives chunk `slot.number` from `body`, which must carry exactly `slot.size` bytes. The chunk
     /// does not count until [`ReceivedChunk::commit`]: the caller first checks whatever framing
     /// follows the bytes (a multipart trailer), and dropping it discards the chunk.
-    fn receive_chunk(
-        &self,
-        key: &UploadKey,
-        number: u64,
-        size: u64,
-        body: &mut dyn Read,
-    ) -> Result<Box<dyn ReceivedChunk>>;
+    fn receive_chunk(&self, key: &UploadKey, slot: ChunkSlot, body: &mut dyn Read) -> Received;
 
     /// Completes the upload if every chunk is already stored (a retry after a failed assembly,
     /// e.g. once a full disk has space again). Nothing is written otherwise.
@@ -162,13 +166,13 @@ impl FsStore {
     fn upload_dir(&self, key: &UploadKey) -> Result<Option<UploadDir>> {
         let root = self.temp_root()?;
         let scope = match &key.user {
-            Some(user) => match self.temp_subdir(&root, &layout::user_dir_name(user), false)? {
+            Some(user) => match self.temp_subdir(&root, &layout::user_dir_name(user))? {
                 Some(fd) => fd,
                 None => return Ok(None),
             },
             None => root,
         };
-        let dir = self.temp_subdir(&scope, &layout::upload_dir_name(&key.identifier), false)?;
+        let dir = self.temp_subdir(&scope, &layout::upload_dir_name(&key.identifier))?;
         Ok(dir.map(|dir| UploadDir {
             dir,
             file_key: layout::file_key(&key.filename),
@@ -178,40 +182,41 @@ impl FsStore {
     /// Like [`FsStore::upload_dir`], creating the directories that do not exist yet.
     fn create_upload_dir(&self, key: &UploadKey) -> Result<UploadDir> {
         let root = self.temp_root()?;
-        let created = |parent: &OwnedFd, name: &str| -> Result<OwnedFd> {
-            self.temp_subdir(parent, name, true)?
-                .ok_or_else(|| StoreError::Io {
-                    op: "creating the upload's temp directory",
-                    source: io::ErrorKind::NotFound.into(),
-                })
-        };
         let scope = match &key.user {
-            Some(user) => created(&root, &layout::user_dir_name(user))?,
+            Some(user) => self.ensure_temp_subdir(&root, &layout::user_dir_name(user))?,
             None => root,
         };
         Ok(UploadDir {
-            dir: created(&scope, &layout::upload_dir_name(&key.identifier))?,
+            dir: self.ensure_temp_subdir(&scope, &layout::upload_dir_name(&key.identifier))?,
             file_key: layout::file_key(&key.filename),
         })
     }
 
-    /// Opens (creating when `create`) one directory of the temp dir's tree. A symlink there is
-    /// refused by name, not reported as the kernel's "Not a directory".
-    fn temp_subdir(&self, parent: &OwnedFd, name: &str, create: bool) -> Result<Option<OwnedFd>> {
-        let opened = if create {
-            fsutil::ensure_dir(parent.as_fd(), name, 0o777)
-        } else {
-            fsutil::open_dir(parent.as_fd(), name)
-        };
-        match opened {
+    /// Opens one directory of the temp dir's tree; `None` when it does not exist.
+    fn temp_subdir(&self, parent: &OwnedFd, name: &str) -> Result<Option<OwnedFd>> {
+        match fsutil::open_dir(parent.as_fd(), name) {
             Ok(fd) => Ok(Some(fd)),
-            Err(e) if !create && e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(_) if fsutil::is_symlink(parent.as_fd(), name) => Err(StoreError::Symlink {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(self.temp_subdir_error(parent, name, e)),
+        }
+    }
+
+    /// Opens one directory of the temp dir's tree, creating it first when needed.
+    fn ensure_temp_subdir(&self, parent: &OwnedFd, name: &str) -> Result<OwnedFd> {
+        fsutil::ensure_dir(parent.as_fd(), name, 0o777)
+            .map_err(|e| self.temp_subdir_error(parent, name, e))
+    }
+
+    /// A symlink planted in the temp dir's tree is refused by name, not reported as the
+    /// kernel's "Not a directory".
+    fn temp_subdir_error(&self, parent: &OwnedFd, name: &str, error: io::Error) -> StoreError {
+        if fsutil::is_symlink(parent.as_fd(), name) {
+            return StoreError::Symlink {
                 which: "RESUMABLE_TEMP_DIR",
                 path: self.temp_dir.join(name),
-            }),
-            Err(e) => Err(StoreError::io("opening the upload's temp directory")(e)),
+            };
         }
+        StoreError::io("opening the upload's temp directory")(error)
     }
 
     /// Starts receiving chunk `number`: a fresh temporary file beside its final name.
@@ -250,7 +255,7 @@ impl UploadStore for FsStore {
         }
     }
 
-    fn has_chunk(&self, key: &UploadKey, number: u64, size: u64) -> Result<bool> {
+    fn has_chunk(&self, key: &UploadKey, slot: ChunkSlot) -> Result<bool> {
         let Some(upload) = self.upload_dir(key)? else {
             return Ok(false);
         };
@@ -258,21 +263,15 @@ impl UploadStore for FsStore {
         if !shape::agrees(&upload, key)? {
             return Ok(false);
         }
-        let part = layout::part_name(&upload.file_key, number);
+        let part = layout::part_name(&upload.file_key, slot.number);
         let found = fsutil::regular_file_size(upload.dir.as_fd(), &part)
             .map_err(StoreError::io("looking for a part"))?;
-        Ok(found == Some(size))
+        Ok(found == Some(slot.size))
     }
 
-    fn receive_chunk(
-        &self,
-        key: &UploadKey,
-        number: u64,
-        size: u64,
-        body: &mut dyn Read,
-    ) -> Result<Box<dyn ReceivedChunk>> {
-        let mut pending = self.begin_chunk(key, number)?;
-        pending.write_from(body, size)?;
+    fn receive_chunk(&self, key: &UploadKey, slot: ChunkSlot, body: &mut dyn Read) -> Received {
+        let mut pending = self.begin_chunk(key, slot.number)?;
+        pending.write_from(body, slot.size)?;
         Ok(Box::new(FsReceivedChunk {
             store: self.clone(),
             key: key.clone(),

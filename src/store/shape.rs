@@ -72,7 +72,7 @@ pub(super) fn record(upload: &UploadDir, key: &UploadKey) -> Result<()> {
     file.write_all(Shape::of(key).render().as_bytes())
         .map_err(StoreError::io("recording the upload's chunk geometry"))?;
     drop(file);
-    fsutil::rename(upload.dir.as_fd(), &temp, upload.dir.as_fd(), &name)
+    fsutil::rename_within(upload.dir.as_fd(), &temp, &name)
         .map_err(StoreError::io("recording the upload's chunk geometry"))
 }
 
