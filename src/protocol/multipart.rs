@@ -137,9 +137,15 @@ impl<'r> MultipartReader<'r> {
     }
 
     /// Lowers the bound on the whole body once the flow that reads it is known (a chunk may
-    /// carry less than a form). Bytes already read count.
-    pub fn set_limit(&self, limit: u64) {
+    /// carry less than a form). Bytes already read count: past it already, the body is too
+    /// large now.
+    pub fn set_limit(&self, limit: u64) -> Result<(), MultipartError> {
         self.framing.limit.store(limit, Ordering::Relaxed);
+        if self.framing.read.load(Ordering::Relaxed) > limit {
+            self.framing.too_large.store(true, Ordering::Relaxed);
+            return Err(MultipartError::TooLarge(limit));
+        }
+        Ok(())
     }
 
     /// The next part, or `None` after the closing boundary.
@@ -612,6 +618,78 @@ mod tests {
             read_before_file <= 2 * READ_SIZE as u64,
             "{read_before_file}"
         );
+    }
+
+    #[test]
+    fn parts_one_at_a_time_every_file_in_turn() {
+        let raw = body(&[
+            ("a", None, b"1"),
+            ("files[]", Some("x.txt"), b"xx"),
+            ("MAX_FILE_SIZE", None, b"9"),
+            ("files[]", Some(""), b""),
+            ("files[]", Some("z.bin"), &[7u8; 100_000]),
+        ]);
+        let mut cursor = io::Cursor::new(raw);
+        let mut reader = MultipartReader::new(&mut cursor, CT, 1 << 20).unwrap();
+        let mut seen = Vec::new();
+        while let Some(part) = reader.next_part().unwrap() {
+            match part {
+                Part::Text { name, value } => seen.push(format!("{name}={value}")),
+                Part::File(mut file) => {
+                    let mut data = Vec::new();
+                    file.read_to_end(&mut data).unwrap();
+                    seen.push(format!(
+                        "{}:{}:{}:{}",
+                        file.field_name(),
+                        file.filename().unwrap(),
+                        file.content_type().unwrap(),
+                        data.len()
+                    ));
+                    file.finish().unwrap();
+                }
+            }
+        }
+        assert_eq!(
+            seen,
+            [
+                "a=1",
+                "files[]:x.txt:application/octet-stream:2",
+                "MAX_FILE_SIZE=9",
+                "files[]::application/octet-stream:0",
+                "files[]:z.bin:application/octet-stream:100000",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_file_name_that_is_not_utf8_still_makes_a_file_part() {
+        let mut raw = b"--XyZ\r\nContent-Disposition: form-data; name=\"f\"; filename=\"caf\xe9.txt\"\r\n\r\n".to_vec();
+        raw.extend_from_slice(b"data\r\n--XyZ--\r\n");
+        let mut cursor = io::Cursor::new(raw);
+        let mut reader = MultipartReader::new(&mut cursor, CT, 1 << 20).unwrap();
+        let Some(Part::File(file)) = reader.next_part().unwrap() else {
+            panic!("not a file part");
+        };
+        assert_eq!(file.filename(), Some("caf\u{fffd}.txt"));
+    }
+
+    #[test]
+    fn the_limit_can_be_lowered_once_the_flow_is_known() {
+        let raw = body(&[("a", None, b"1"), ("file", Some("f"), &[1u8; 300_000])]);
+        let mut cursor = io::Cursor::new(raw);
+        let mut reader = MultipartReader::new(&mut cursor, CT, 1 << 20).unwrap();
+        let mut file = reader.read_fields(&mut Params::default()).unwrap().unwrap();
+        reader.set_limit(100_000).unwrap();
+        assert!(io::copy(&mut file, &mut io::sink()).is_err());
+        assert!(matches!(
+            file.take_error(),
+            Some(MultipartError::TooLarge(100_000))
+        ));
+        drop(file);
+        assert!(matches!(
+            reader.set_limit(1000),
+            Err(MultipartError::TooLarge(1000))
+        ));
     }
 
     #[test]

@@ -164,7 +164,7 @@ impl Service {
             }
             .into());
         }
-        reader.set_limit(max_chunk_body);
+        reader.set_limit(max_chunk_body).map_err(Error::Multipart)?;
         match reader.take_only_file(file, |file| self.receive_chunk(&params, &head, file)) {
             Ok(received) => self.commit(received),
             Err(IntakeError::Multipart(e)) => Err(Error::Multipart(e).into()),

@@ -55,7 +55,7 @@ impl Service {
             let length = Some(length);
             return Err(Error::PostTooLarge { length, max }.into());
         }
-        reader.set_limit(max);
+        reader.set_limit(max).map_err(refuse)?;
         let mut form = FormState::new(self.config.max_file_size, self.config.max_file_uploads);
         for (name, value) in fields.iter() {
             form.text_field(name, value);

@@ -128,3 +128,54 @@ impl Drop for StagedFile {
         self.remove();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::UploadStore;
+
+    fn staging_files(upload_dir: &std::path::Path) -> usize {
+        std::fs::read_dir(upload_dir.join(super::super::complete::STAGING_DIR))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+
+    #[test]
+    fn received_published_refused_and_dropped() {
+        let temp = tempfile::tempdir().unwrap();
+        let uploads = tempfile::tempdir().unwrap();
+        let store = FsStore::new(temp.path(), uploads.path());
+
+        // Whole, then published twice under the same name: the second gets a free one.
+        for expected in ["dir/a.txt", "dir/a (1).txt"] {
+            let mut file = store.begin_file().unwrap();
+            assert_eq!(
+                file.receive(&mut &b"hello"[..], 5).unwrap(),
+                Received::Whole(5)
+            );
+            assert_eq!(file.publish("a.txt", Some("dir/a.txt")).unwrap(), expected);
+            assert_eq!(
+                std::fs::read(uploads.path().join(expected)).unwrap(),
+                b"hello"
+            );
+        }
+        assert_eq!(staging_files(uploads.path()), 0);
+
+        // One byte too many: nothing kept, and it cannot be published.
+        let mut file = store.begin_file().unwrap();
+        assert_eq!(
+            file.receive(&mut &b"hello!"[..], 5).unwrap(),
+            Received::TooLarge
+        );
+        assert_eq!(staging_files(uploads.path()), 0);
+        assert!(file.publish("b.txt", None).is_err());
+
+        // Received but dropped (the request turned out malformed): gone too.
+        let mut file = store.begin_file().unwrap();
+        file.receive(&mut &b"x"[..], 5).unwrap();
+        assert_eq!(staging_files(uploads.path()), 1);
+        drop(file);
+        assert_eq!(staging_files(uploads.path()), 0);
+        assert!(!uploads.path().join("b.txt").exists());
+    }
+}

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod fastcgi_client;
+pub mod forms;
 pub mod scenarios;
 
 use std::collections::BTreeMap;
@@ -404,6 +405,18 @@ pub fn multipart(params: &[(String, String)], file: &[u8], filename: &str) -> (S
 
 pub fn sha256_hex(data: &[u8]) -> String {
     Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The sha256 of a file's contents, read in pieces (files of any size).
+pub fn sha256_file(path: &Path) -> String {
+    let mut file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut file, &mut hasher).unwrap();
+    hasher
+        .finalize()
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
