@@ -264,6 +264,13 @@ impl FormReport {
         if self.cut {
             body["error"] = json!("the request body ended before the form did");
         }
+        // Uppy's XHR upload sends one file per request and shows the answer's top-level
+        // `url` as the file's link.
+        if let [only] = self.files.as_slice() {
+            if let Some(url) = &only.url {
+                body["url"] = json!(url);
+            }
+        }
         body
     }
 
@@ -508,6 +515,12 @@ mod tests {
         assert_eq!(files[1]["size"], 0);
         assert_eq!(files[1]["file"], Value::Null);
         assert!(files[1].get("url").is_none());
+        assert!(body.get("url").is_none(), "two files: no top-level url");
+        let one = FormReport {
+            files: report().files[..1].to_vec(),
+            cut: false,
+        };
+        assert_eq!(one.to_json()["url"], "/files/a%20%3Cb%3E.txt");
     }
 
     #[test]
