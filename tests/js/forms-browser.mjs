@@ -11,7 +11,7 @@
 // The pages are served by this script through page.route() on the server's own origin, so the
 // uploads are same-origin and reach the real server untouched. @uppy/core is ES modules with
 // bare imports (and CommonJS dependencies): it is bundled once with esbuild for the page.
-import { chromium } from 'playwright-core';
+import { drive } from './driver.mjs';
 import { build } from 'esbuild';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -121,46 +121,21 @@ const KINDS = {
   },
 };
 
-(async () => {
-  const t0 = Date.now();
-  const uppy = await uppyBundle();
-  const dropzone = fs.readFileSync(path.join(here, 'node_modules/dropzone/dist/dropzone-min.js'));
-  fs.mkdirSync(plan.profileDir, { recursive: true });
-  const context = await chromium.launchPersistentContext(plan.profileDir, {
-    executablePath: '/usr/bin/chromium',
-    headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+const uppy = await uppyBundle();
+const dropzone = fs.readFileSync(path.join(here, 'node_modules/dropzone/dist/dropzone-min.js'));
+drive(plan, 'forms-browser', async (context) => {
+  await context.route(`${plan.origin}/__forms/**`, (route) => {
+    const p = new URL(route.request().url()).pathname;
+    if (p === '/__forms/page.html') return route.fulfill({ contentType: 'text/html; charset=utf-8', body: page('') });
+    if (p === '/__forms/uppy.js') return route.fulfill({ contentType: 'application/javascript', body: Buffer.from(uppy) });
+    if (p === '/__forms/dropzone.js') return route.fulfill({ contentType: 'application/javascript', body: dropzone });
+    return route.fulfill({ status: 404, body: 'no such asset' });
   });
-  const results = { launchMs: Date.now() - t0, steps: [], console: [] };
-  try {
-    await context.route(`${plan.origin}/__forms/**`, (route) => {
-      const p = new URL(route.request().url()).pathname;
-      if (p === '/__forms/page.html') return route.fulfill({ contentType: 'text/html; charset=utf-8', body: page('') });
-      if (p === '/__forms/uppy.js') return route.fulfill({ contentType: 'application/javascript', body: Buffer.from(uppy) });
-      if (p === '/__forms/dropzone.js') return route.fulfill({ contentType: 'application/javascript', body: dropzone });
-      return route.fulfill({ status: 404, body: 'no such asset' });
-    });
-    await context.route(`${plan.origin}/favicon.ico`, (route) => route.fulfill({ status: 204, body: '' }));
-    const p = context.pages()[0] || await context.newPage();
-    p.on('console', (m) => { if (m.type() === 'error' || m.type() === 'warning') results.console.push(m.text()); });
-    p.on('pageerror', (e) => results.console.push('pageerror: ' + e.message));
-    for (const step of plan.steps) {
-      const t = Date.now();
-      try {
-        // A page on the server's origin first, so that setContent pages post same-origin.
-        await p.goto(`${plan.origin}/__forms/page.html`);
-        const outcome = await KINDS[step.kind](p, step);
-        log(step.id, `${Date.now() - t} ms`);
-        results.steps.push({ id: step.id, ms: Date.now() - t, outcome });
-      } catch (e) {
-        log(step.id, 'FAILED', e.message);
-        results.steps.push({ id: step.id, failure: String(e && e.stack || e) });
-      }
-    }
-  } finally {
-    await context.close();
-  }
-  results.totalMs = Date.now() - t0;
-  process.stdout.write('RESULT ' + JSON.stringify(results) + '\n');
-})().catch((e) => { console.error(e); process.exit(1); });
+}, async (p, step) => {
+  const t = Date.now();
+  // A page on the server's origin first, so that the pages set below post same-origin.
+  await p.goto(`${plan.origin}/__forms/page.html`);
+  const outcome = await KINDS[step.kind](p, step);
+  log(step.id, `${Date.now() - t} ms`);
+  return { id: step.id, ms: Date.now() - t, outcome };
+}).catch((e) => { console.error(e); process.exit(1); });
