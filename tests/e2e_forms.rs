@@ -4,11 +4,13 @@
 //! with a `FormData` (JSON), Dropzone with chunking off, and Uppy's @uppy/xhr-upload, both from
 //! npm. Every stored file's sha256 equals its source's, nothing else is stored, and the URLs the
 //! answers give (RESUMABLE_PUBLIC_URL, served by the web server) download the same bytes.
-//! Needs what scripts/install-test-deps installs.
+//! The dev server's own page has such a form too. Needs what scripts/install-test-deps installs.
 
+mod common;
 #[allow(dead_code)]
 #[path = "e2e/harness.rs"]
 mod harness;
+mod serve_support;
 #[allow(dead_code)]
 #[path = "e2e/servers.rs"]
 mod servers;
@@ -17,7 +19,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{json, Value};
 
+use common::Endpoint;
 use harness::*;
+use serve_support::DevServer;
 use servers::*;
 
 const MIB: usize = 1 << 20;
@@ -99,6 +103,29 @@ fn cases() -> Vec<Case> {
     ]
 }
 
+/// The HTML answer page a form post navigated to: 200, and each file it lists with its error
+/// code.
+fn answer_page(page: &Value) -> BTreeMap<String, u64> {
+    assert_eq!(page["status"], 200, "{page}");
+    assert!(
+        page["contentType"]
+            .as_str()
+            .is_some_and(|ct| ct.starts_with("text/html")),
+        "{page}"
+    );
+    page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["name"].as_str().unwrap().to_string(),
+                i["error"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
 /// The form's MAX_FILE_SIZE field: between the sizes of the files it lets through and the
 /// one it stops.
 const FORM_MAX_FILE_SIZE: usize = 4 * MIB;
@@ -153,22 +180,7 @@ fn run_forms(stack: &Stack) {
 
     // The form: the browser shows the HTML answer, which names every file it sent.
     let form = outcome("form");
-    assert_eq!(form["status"], 200, "{form}");
-    assert!(form["contentType"]
-        .as_str()
-        .unwrap()
-        .starts_with("text/html"));
-    let listed: BTreeMap<String, u64> = form["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| {
-            (
-                i["name"].as_str().unwrap().to_string(),
-                i["error"].as_u64().unwrap(),
-            )
-        })
-        .collect();
+    let listed = answer_page(&form);
     let sent: BTreeMap<String, u64> = cases()[0]
         .files
         .iter()
@@ -272,4 +284,44 @@ fn forms_behind_apache_cgi() {
     stack.install_site(&site_with_public_url(&stack, "apache/cgi.conf"));
     stack.start_apache();
     run_forms(&stack);
+}
+
+/// The demo page of `resumable-cgi serve` shows a plain form beside its chunked uploader; a
+/// click posts it, the answer page lists the files and links them under /files/.
+#[test]
+fn the_dev_servers_demo_page_has_a_plain_form() {
+    let server = DevServer::start();
+    let dir = TestDir::new("forms-demo");
+    let mut sources = BTreeMap::new();
+    let mut paths = Vec::new();
+    for (i, (name, size)) in [("demo one.txt", 1000), ("démo-2.bin", 300_000)]
+        .into_iter()
+        .enumerate()
+    {
+        let path = dir.path.join("src").join(name);
+        make_file(&path, size, 900 + i as u64);
+        sources.insert(name.to_string(), sha256_file(&path));
+        paths.push(path);
+    }
+    let origin = server.url().trim_end_matches('/').to_string();
+    let steps = json!([{"id": "demo", "kind": "demo", "files": paths}]);
+    let result = run_driver(&dir, "forms-browser.mjs", &origin, steps);
+    let step = &result["steps"][0];
+    assert!(step["failure"].is_null(), "{step}\n{}", server.log());
+    let page = &step["outcome"];
+    let listed = answer_page(page);
+    assert_eq!(
+        listed.keys().collect::<Vec<_>>(),
+        sources.keys().collect::<Vec<_>>()
+    );
+    assert!(listed.values().all(|&code| code == 0), "{page}");
+    for download in page["downloads"].as_array().unwrap() {
+        let name = download["name"].as_str().unwrap();
+        assert_eq!(
+            download["sha256"].as_str(),
+            sources.get(name).map(String::as_str),
+            "{name}"
+        );
+    }
+    assert_eq!(tree(server.upload_dir()), sources);
 }

@@ -274,8 +274,9 @@ impl FormReport {
         body
     }
 
-    /// The same results as a page for a browser that navigated here by posting the form.
-    pub fn to_html(&self, continue_to: Option<&str>) -> String {
+    /// The same results as a page for a browser that navigated here by posting the form, with
+    /// a link back to the form's page and one on to `continue_to`.
+    pub fn to_html(&self, back: Option<&str>, continue_to: Option<&str>) -> String {
         let mut page = format!(
             "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
              <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
@@ -310,11 +311,13 @@ impl FormReport {
         if self.cut {
             page.push_str("<p>The upload ended before the whole form arrived.</p>\n");
         }
-        if let Some(url) = continue_to {
-            page.push_str(&format!(
-                "<p><a href=\"{}\">Continue</a></p>\n",
-                html_escape(url)
-            ));
+        for (label, url) in [("Back", back), ("Continue", continue_to)] {
+            if let Some(url) = url {
+                page.push_str(&format!(
+                    "<p><a href=\"{}\">{label}</a></p>\n",
+                    html_escape(url)
+                ));
+            }
         }
         page.push_str("</body>\n</html>\n");
         page
@@ -363,15 +366,25 @@ fn quality(accept: &str, media_type: &str) -> f32 {
 }
 
 /// The answer to a form upload that was read to its end: JSON by default; for a browser that
-/// navigated here, a page listing the results, or a redirect to `redirect` when every file was
-/// stored (a page with the failures otherwise, so none goes unnoticed).
-pub fn answer(report: &FormReport, status: u16, html: bool, redirect: Option<&str>) -> Response {
+/// navigated here (`html`), a page listing the results, or a redirect to `redirect` when every
+/// file was stored (a page with the failures otherwise, so none goes unnoticed). `referer` is
+/// the form's page, linked back to when it is a web address.
+pub fn answer(
+    report: &FormReport,
+    status: u16,
+    html: bool,
+    redirect: Option<&str>,
+    referer: Option<&str>,
+) -> Response {
     let response = match (html, redirect) {
         (true, Some(url)) if report.success() && status == 200 => Response::new(303)
             .with_header("Location", url)
             .with_header("Content-Type", "text/html; charset=utf-8")
             .with_bytes(format!("<a href=\"{}\">See Other</a>\n", html_escape(url)).into_bytes()),
-        (true, redirect) => Response::html(status, report.to_html(redirect)),
+        (true, redirect) => {
+            let back = referer.filter(|r| r.starts_with("http://") || r.starts_with("https://"));
+            Response::html(status, report.to_html(back, redirect))
+        }
         (false, _) => Response::json(status, &report.to_json()),
     };
     response.with_header("Cache-Control", "no-store")
@@ -526,22 +539,28 @@ mod tests {
     #[test]
     fn html_answer_escapes_and_redirect_needs_success() {
         let report = report();
-        let page = report.to_html(None);
+        let page = report.to_html(Some("http://x/form?a=1&b=2"), None);
+        assert!(
+            page.contains("href=\"http://x/form?a=1&amp;b=2\">Back"),
+            "{page}"
+        );
         assert!(
             page.contains("a &lt;b&gt;.txt") && !page.contains("<b>"),
             "{page}"
         );
         assert!(page.contains("data-error=\"1\""));
-        let response = answer(&report, 200, true, Some("/done"));
+        let response = answer(&report, 200, true, Some("/done"), None);
         assert_eq!(response.status, 200, "a failure is shown, not redirected");
         assert!(String::from_utf8_lossy(response.bytes()).contains("href=\"/done\""));
         let ok = FormReport {
             files: report.files[..1].to_vec(),
             cut: false,
         };
-        let response = answer(&ok, 200, true, Some("/done"));
+        let response = answer(&ok, 200, true, Some("/done"), None);
         assert_eq!(response.status, 303);
         assert_eq!(response.header("Location"), Some("/done"));
-        assert_eq!(answer(&ok, 200, false, Some("/done")).status, 200);
+        assert_eq!(answer(&ok, 200, false, Some("/done"), None).status, 200);
+        let javascript = answer(&report, 200, true, None, Some("javascript:alert(1)"));
+        assert!(!String::from_utf8_lossy(javascript.bytes()).contains("javascript"));
     }
 }

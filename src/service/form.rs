@@ -228,7 +228,8 @@ impl Service {
             .map(Error::Store);
         let status = failure.as_ref().map_or(200, Error::status);
         let html = form::prefers_html(head.header("accept"));
-        let mut response = form::answer(report, status, html, self.config.form_redirect.as_deref());
+        let redirect = self.config.form_redirect.as_deref();
+        let mut response = form::answer(report, status, html, redirect, head.header("referer"));
         if let Some(failure) = &failure {
             response = failure.with_retry_after(response);
         }

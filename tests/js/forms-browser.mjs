@@ -5,7 +5,7 @@
 //   node forms-browser.mjs PLAN.json   -> prints one JSON line "RESULT {...}" on stdout
 //
 // PLAN: { origin, profileDir, steps: [STEP...] }
-// STEP: { id, kind: "form" | "fetch" | "dropzone" | "uppy", target: "/url", files: ["/abs", ...],
+// STEP: { id, kind: "form" | "demo" | "fetch" | "dropzone" | "uppy", target: "/url", files: ["/abs", ...],
 //         dir?: "/abs/folder" (form: a webkitdirectory input too), maxFileSize?: N (form) }
 //
 // The pages are served by this script through page.route() on the server's own origin, so the
@@ -47,6 +47,19 @@ async function sha256Hex(page, url) {
   }, url);
 }
 
+// The HTML answer a form post navigated to: each file's name, error code and link, and what
+// each link downloads.
+async function answerPage(p, response) {
+  const items = await p.$$eval('#files li', (lis) => lis.map((li) => ({
+    name: li.querySelector('.name').textContent, error: Number(li.dataset.error),
+    link: li.querySelector('a') && li.querySelector('a').getAttribute('href'),
+  })));
+  const downloads = [];
+  for (const item of items) if (item.link) downloads.push({ name: item.name, ...(await sha256Hex(p, item.link)) });
+  return { status: response.status(), contentType: response.headers()['content-type'],
+    title: await p.title(), items, downloads };
+}
+
 // Each kind leaves { answers: [...], downloads: [...] } for the Rust side to check.
 const KINDS = {
   // A real <form>: the click makes the browser post it and navigate to the answer page.
@@ -60,14 +73,15 @@ const KINDS = {
     await p.setInputFiles('#files', step.files);
     if (step.dir) await p.setInputFiles('#folder', step.dir);
     const [response] = await Promise.all([p.waitForNavigation(), p.click('#send')]);
-    const items = await p.$$eval('#files li', (lis) => lis.map((li) => ({
-      name: li.querySelector('.name').textContent, error: Number(li.dataset.error),
-      link: li.querySelector('a') && li.querySelector('a').getAttribute('href'),
-    })));
-    const downloads = [];
-    for (const item of items) if (item.link) downloads.push({ name: item.name, ...(await sha256Hex(p, item.link)) });
-    return { status: response.status(), contentType: response.headers()['content-type'],
-      title: await p.title(), items, downloads };
+    return answerPage(p, response);
+  },
+
+  // The dev server's own page (`resumable-cgi serve`): its plain form, submitted by a click.
+  async demo(p, step) {
+    await p.goto(`${plan.origin}/`);
+    await p.setInputFiles('#plain-form input[type=file]', step.files);
+    const [response] = await Promise.all([p.waitForNavigation(), p.click('#plain-form button')]);
+    return answerPage(p, response);
   },
 
   // fetch with a FormData built from a file input: the JSON answer.
