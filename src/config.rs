@@ -55,17 +55,17 @@ pub const DOCUMENTED: &[(&str, &str, &str)] = &[
     ),
     (
         MAX_POST_SIZE,
-        "= RESUMABLE_MAX_FILE_SIZE",
+        "RESUMABLE_MAX_FILE_SIZE",
         "largest form upload body; larger is 413",
     ),
     (
         FORM_REDIRECT,
-        "(unset)",
+        "none",
         "where a browser's form post is sent (303) once every file is stored",
     ),
     (
         PUBLIC_URL,
-        "(unset)",
+        "none",
         "URL prefix of the upload dir; answers then carry each file's \"url\"",
     ),
 ];
