@@ -11,6 +11,10 @@ pub const MAX_FILE_SIZE: &str = "RESUMABLE_MAX_FILE_SIZE";
 pub const MAX_CHUNK_SIZE: &str = "RESUMABLE_MAX_CHUNK_SIZE";
 pub const MISSING_CHUNK_STATUS: &str = "RESUMABLE_MISSING_CHUNK_STATUS";
 pub const LOG_LEVEL: &str = "RESUMABLE_LOG";
+pub const MAX_FILE_UPLOADS: &str = "RESUMABLE_MAX_FILE_UPLOADS";
+pub const MAX_POST_SIZE: &str = "RESUMABLE_MAX_POST_SIZE";
+pub const FORM_REDIRECT: &str = "RESUMABLE_FORM_REDIRECT";
+pub const PUBLIC_URL: &str = "RESUMABLE_PUBLIC_URL";
 
 /// Every setting with its default and meaning, for `--help` and the man page.
 pub const DOCUMENTED: &[(&str, &str, &str)] = &[
@@ -54,6 +58,26 @@ pub const DOCUMENTED: &[(&str, &str, &str)] = &[
         "Log level on standard error: off, error, warn, info (one line per request), debug or \
          trace. Read from the process environment only.",
     ),
+    (
+        MAX_FILE_UPLOADS,
+        "20",
+        "most files one form upload stores (PHP's max_file_uploads)",
+    ),
+    (
+        MAX_POST_SIZE,
+        "RESUMABLE_MAX_FILE_SIZE",
+        "largest form upload body; larger is 413",
+    ),
+    (
+        FORM_REDIRECT,
+        "none",
+        "where a browser's form post is sent (303) once every file is stored",
+    ),
+    (
+        PUBLIC_URL,
+        "none",
+        "URL prefix of the upload dir; answers then carry each file's \"url\"",
+    ),
 ];
 
 /// Every name this program reads; a FastCGI param may override exactly these.
@@ -64,10 +88,17 @@ pub const ALL_NAMES: &[&str] = &[
     MAX_CHUNK_SIZE,
     MISSING_CHUNK_STATUS,
     LOG_LEVEL,
+    MAX_FILE_UPLOADS,
+    MAX_POST_SIZE,
+    FORM_REDIRECT,
+    PUBLIC_URL,
 ];
 
 const DEFAULT_MAX_FILE_SIZE: u64 = 10 << 30;
 const DEFAULT_MAX_CHUNK_SIZE: u64 = 64 << 20;
+const DEFAULT_MAX_FILE_UPLOADS: u32 = 20;
+/// The most file parts a body may carry at all (each is listed in the answer).
+const MAX_FILE_PARTS: u32 = crate::protocol::multipart::MAX_FILE_PARTS as u32;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -79,6 +110,14 @@ pub struct Config {
     pub max_chunk_size: u64,
     /// What a test request answers for a chunk that is not stored (204, or 404 like the PHP script).
     pub missing_chunk_status: u16,
+    /// Most files one form upload stores; later file parts are listed, not stored.
+    pub max_file_uploads: u32,
+    /// Largest body of a form upload; a larger CONTENT_LENGTH is answered 413 unread.
+    pub max_post_size: u64,
+    /// Where a browser that posted a form is sent (303) once every file was stored.
+    pub form_redirect: Option<String>,
+    /// The URL the upload dir is served under, ending in `/`: answers then carry file URLs.
+    pub public_url: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -158,12 +197,58 @@ impl Config {
                 });
             }
         }
+        let max_file_uploads = match text(MAX_FILE_UPLOADS)? {
+            None => DEFAULT_MAX_FILE_UPLOADS,
+            Some(value) => match value.parse::<u32>() {
+                Ok(n) if (1..=MAX_FILE_PARTS).contains(&n) => n,
+                _ => {
+                    return Err(ConfigError {
+                        name: MAX_FILE_UPLOADS,
+                        value,
+                        reason: "expected a whole number from 1 to 1000",
+                    })
+                }
+            },
+        };
+        // A URL goes into a Location header or a JSON answer: no control characters, and a
+        // shape a browser resolves (absolute, or a path on this host).
+        let url = |name: &'static str| -> Result<Option<String>, ConfigError> {
+            match text(name)? {
+                None => Ok(None),
+                Some(value)
+                    if !value.is_empty()
+                        && !value.chars().any(char::is_control)
+                        && (value.starts_with("http://")
+                            || value.starts_with("https://")
+                            || value.starts_with('/')) =>
+                {
+                    Ok(Some(value))
+                }
+                Some(value) => Err(ConfigError {
+                    name,
+                    value,
+                    reason: "expected an http:// or https:// URL, or a path starting with /",
+                }),
+            }
+        };
+        let max_file_size = size(MAX_FILE_SIZE, DEFAULT_MAX_FILE_SIZE)?;
         let config = Config {
             temp_dir: dir(TEMP_DIR, "temp")?,
             upload_dir: dir(UPLOAD_DIR, "uploads")?,
-            max_file_size: size(MAX_FILE_SIZE, DEFAULT_MAX_FILE_SIZE)?,
+            max_file_size,
             max_chunk_size: size(MAX_CHUNK_SIZE, DEFAULT_MAX_CHUNK_SIZE)?,
             missing_chunk_status,
+            max_file_uploads,
+            max_post_size: size(MAX_POST_SIZE, max_file_size)?,
+            form_redirect: url(FORM_REDIRECT)?,
+            // The stored path is appended to it: a prefix without its slash would glue the
+            // two together.
+            public_url: url(PUBLIC_URL)?.map(|mut prefix| {
+                if !prefix.ends_with('/') {
+                    prefix.push('/');
+                }
+                prefix
+            }),
         };
         Ok(config)
     }
@@ -261,6 +346,42 @@ mod tests {
         assert_eq!(config.upload_dir, PathBuf::from("uploads"));
         assert_eq!(config.missing_chunk_status, 204);
         assert_eq!(config.max_chunk_size, 64 << 20);
+        assert_eq!(config.max_file_uploads, 20);
+        assert_eq!(config.max_post_size, config.max_file_size);
+        assert_eq!((config.form_redirect, config.public_url), (None, None));
+    }
+
+    #[test]
+    fn form_settings() {
+        let config = config_from(&[
+            (MAX_FILE_SIZE, "1G"),
+            (MAX_FILE_UPLOADS, "3"),
+            (PUBLIC_URL, "https://example.com/files"),
+            (FORM_REDIRECT, "/thanks.html"),
+        ])
+        .unwrap();
+        assert_eq!(config.max_post_size, 1 << 30, "follows the file size");
+        assert_eq!(config.max_file_uploads, 3);
+        assert_eq!(
+            config.public_url.as_deref(),
+            Some("https://example.com/files/")
+        );
+        assert_eq!(config.form_redirect.as_deref(), Some("/thanks.html"));
+        assert_eq!(
+            config_from(&[(MAX_POST_SIZE, "8M")]).unwrap().max_post_size,
+            8 << 20
+        );
+        for (name, bad) in [
+            (MAX_FILE_UPLOADS, "0"),
+            (MAX_FILE_UPLOADS, "1001"),
+            (MAX_FILE_UPLOADS, "many"),
+            (MAX_POST_SIZE, "0"),
+            (FORM_REDIRECT, "/ok\r\nSet-Cookie: x=1"),
+            (FORM_REDIRECT, "javascript:alert(1)"),
+            (PUBLIC_URL, "files/"),
+        ] {
+            assert_eq!(config_from(&[(name, bad)]).unwrap_err().name, name, "{bad}");
+        }
     }
 
     #[test]

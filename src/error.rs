@@ -36,6 +36,13 @@ pub enum Error {
     /// The request body is larger than any chunk may be.
     #[error("request body of {length} bytes is larger than the maximum of {max}")]
     BodyTooLarge { length: u64, max: u64 },
+    /// A form upload larger than RESUMABLE_MAX_POST_SIZE (PHP's post_max_size); the length
+    /// when the request announced it.
+    #[error(
+        "form upload{} is larger than the maximum of {max} bytes",
+        .length.map(|l| format!(" of {l} bytes")).unwrap_or_default()
+    )]
+    PostTooLarge { length: Option<u64>, max: u64 },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -52,6 +59,7 @@ impl Error {
             Error::FileTooLarge { .. }
             | Error::ChunkTooLarge { .. }
             | Error::BodyTooLarge { .. } => 415,
+            Error::PostTooLarge { .. } => 413,
             Error::Store(StoreError::BodyLength { .. } | StoreError::BodyRead(_)) => 422,
             Error::Store(StoreError::NoSpace { .. }) => 503,
             Error::Store(_) => 500,
@@ -61,7 +69,16 @@ impl Error {
     /// Policy refusals and requests that can never succeed tell the client not to retry
     /// (Fine Uploader reads `preventRetry`).
     pub fn prevent_retry(&self) -> bool {
-        matches!(self.status(), 400 | 405 | 415)
+        matches!(self.status(), 400 | 405 | 413 | 415)
+    }
+
+    /// Adds what a status asks of the client beside the body: when to retry a 503.
+    pub fn with_retry_after(&self, response: Response) -> Response {
+        if self.status() == 503 {
+            response.with_header("Retry-After", "30")
+        } else {
+            response
+        }
     }
 
     pub fn to_response(&self) -> Response {
@@ -74,9 +91,7 @@ impl Error {
                 "preventRetry": self.prevent_retry(),
             }),
         );
-        if status == 503 {
-            response = response.with_header("Retry-After", "30");
-        }
+        response = self.with_retry_after(response);
         if let Error::MethodNotAllowed(_) = self {
             response = response.with_header("Allow", ALLOWED_METHODS);
         }
@@ -154,6 +169,22 @@ mod tests {
                 true,
             ),
             (Error::BodyTooLarge { length: 2, max: 1 }, 415, true),
+            (
+                Error::PostTooLarge {
+                    length: Some(2),
+                    max: 1,
+                },
+                413,
+                true,
+            ),
+            (
+                Error::PostTooLarge {
+                    length: None,
+                    max: 1,
+                },
+                413,
+                true,
+            ),
             (
                 Error::Store(StoreError::BodyLength {
                     expected: 2,

@@ -22,6 +22,13 @@ pub fn percent_encode_path(components: &[String]) -> String {
     out
 }
 
+/// The public URL of a file stored at `stored_path` (relative to the upload dir, `/`-separated)
+/// when the upload dir is served under `prefix` (which ends in `/`).
+pub fn public_url(prefix: &str, stored_path: &str) -> String {
+    let components: Vec<String> = stored_path.split('/').map(str::to_string).collect();
+    format!("{prefix}{}", percent_encode_path(&components))
+}
+
 /// Decodes `%XX` escapes; `None` for a malformed escape. `+` stays `+` (a path, not a form).
 pub fn percent_decode(text: &str) -> Option<Vec<u8>> {
     let bytes = text.as_bytes();
@@ -72,6 +79,14 @@ mod tests {
         for bad in ["%", "%z1", "%1"] {
             assert_eq!(percent_decode(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn public_urls_encode_each_component() {
+        assert_eq!(
+            public_url("https://example.com/files/", "a b/c#?.txt"),
+            "https://example.com/files/a%20b/c%23%3F.txt"
+        );
     }
 
     #[test]

@@ -522,3 +522,86 @@ fn a_changed_chunk_size_never_mixes_old_and_new_parts() {
         "only the completion record is left"
     );
 }
+
+/// A form upload of 1 GiB in three files (and text fields between them) through one CGI
+/// process: every file streams to disk, so peak memory stays that of a small request.
+#[test]
+fn a_one_gib_form_upload_streams_in_constant_memory() {
+    use common::forms::*;
+    use sha2::Digest;
+    use std::io::Write;
+    let cgi = Cgi::new();
+    let sizes: [u64; 3] = [512 << 20, (384 << 20) + 12_345, (128 << 20) - 12_345];
+    assert_eq!(sizes.iter().sum::<u64>(), 1 << 30);
+    // The framing of each file part around a marker, then the marker replaced by the bytes.
+    let parts: Vec<FormPart> = sizes
+        .iter()
+        .enumerate()
+        .flat_map(|(i, _)| {
+            [
+                text(&format!("caption{i}"), "a big one"),
+                file("files[]", &format!("gib-{i}.bin"), b"@@"),
+            ]
+        })
+        .collect();
+    let (content_type, framing) = form_body(&parts);
+    let body_path = cgi.dirs.root.path().join("body");
+    let mut body = std::io::BufWriter::new(std::fs::File::create(&body_path).unwrap());
+    let mut expected = Vec::new();
+    let mut pieces = framing.split(|&b| b == b'@').filter(|p| !p.is_empty());
+    for (i, size) in sizes.iter().enumerate() {
+        body.write_all(pieces.next().unwrap()).unwrap();
+        let mut hasher = sha2::Sha256::new();
+        let mut left = *size;
+        let mut block_seed = i as u64 * 10_000;
+        while left > 0 {
+            let n = left.min(1 << 20) as usize;
+            let bytes = pseudo_random(n, block_seed);
+            block_seed += 1;
+            hasher.update(&bytes);
+            body.write_all(&bytes).unwrap();
+            left -= n as u64;
+        }
+        let hex: String = hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        expected.push(hex);
+    }
+    body.write_all(pieces.next().unwrap()).unwrap();
+    assert!(pieces.next().is_none());
+    drop(body);
+    let request = TestRequest {
+        method: "POST".into(),
+        content_type: Some(content_type),
+        ..TestRequest::default()
+    };
+    let mut command = cgi.command(&request);
+    let length = std::fs::metadata(&body_path).unwrap().len();
+    let out_path = cgi.dirs.root.path().join("out");
+    command
+        .env("CONTENT_LENGTH", length.to_string())
+        .stdin(std::fs::File::open(&body_path).unwrap())
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(std::process::Stdio::null());
+    // Reaped by wait4 below, which also reports its peak memory.
+    #[allow(clippy::zombie_processes)]
+    let child = command.spawn().unwrap();
+    let (status, max_rss_kib) = wait_with_peak_rss(child.id() as i32);
+    assert_eq!(status, 0);
+    std::fs::remove_file(&body_path).unwrap();
+    let response = TestResponse::from_cgi(&std::fs::read(&out_path).unwrap());
+    eprintln!("1 GiB form upload in 3 files: peak RSS {max_rss_kib} KiB");
+    assert_eq!(codes(&response), [0, 0, 0]);
+    for (i, sha) in expected.iter().enumerate() {
+        let stored = cgi.dirs.uploads.join(format!("gib-{i}.bin"));
+        assert_eq!(std::fs::metadata(&stored).unwrap().len(), sizes[i]);
+        assert_eq!(&sha256_file(&stored), sha, "gib-{i}.bin");
+        std::fs::remove_file(stored).unwrap();
+    }
+    assert!(
+        max_rss_kib < 10 * 1024,
+        "peak RSS {max_rss_kib} KiB for a 1 GiB form upload"
+    );
+}

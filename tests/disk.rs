@@ -364,3 +364,56 @@ fn an_upload_dir_that_vanishes_mid_upload_is_a_500_naming_it() {
     );
     let _ = ErrorKind::NotFound;
 }
+
+/// A form upload on a full disk (a real tmpfs): the file that does not fit is error 7 (PHP's
+/// "failed to write"), cut off with its bytes removed, and the files around it are stored
+/// (200, so that a retry does not store them twice). When nothing could be stored the status
+/// is 503 + Retry-After, and out of inodes no file can even be created: error 6, 503 too.
+#[test]
+fn a_full_disk_during_a_form_upload_is_error_7_for_the_file_that_does_not_fit() {
+    use common::forms::*;
+    if !have_root() {
+        return;
+    }
+    let mut cgi = Cgi::new();
+    let fs = Tmpfs::mount(cgi.dirs.root.path().join("mnt"), "size=1m,nr_inodes=64");
+    cgi_on(&mut cgi, &fs.dir, &fs.dir);
+    let small = pseudo_random(10_000, 1);
+    let big = pseudo_random(2 << 20, 2);
+    let run = cgi.run(&form_request(&[
+        file("f", "small-1.bin", &small),
+        file("f", "big.bin", &big),
+        file("f", "small-2.bin", &small),
+    ]));
+    assert_eq!(run.response.status, 200, "{}", run.stderr);
+    assert_eq!(codes(&run.response), [0, 7, 0]);
+    assert!(run.stderr.contains("no space left"), "{}", run.stderr);
+    assert_eq!(
+        published_files(&cgi.dirs.uploads),
+        ["small-1.bin", "small-2.bin"]
+    );
+    assert!(staging_is_empty(&cgi.dirs.uploads));
+
+    // Not a byte free: nothing stored, 503 with Retry-After; once space is back the retry works.
+    let filler = fill(&fs.dir, 0);
+    let request = form_request(&[file("f", "retry.bin", &small)]);
+    let run = cgi.run(&request);
+    expect_503(&run, "form on a full disk");
+    assert_eq!(codes(&run.response), [7]);
+    assert!(staging_is_empty(&cgi.dirs.uploads));
+    std::fs::remove_file(filler).unwrap();
+
+    // No inode left: the file to receive into cannot be created.
+    let inodes = fill_inodes(&fs.dir, 0);
+    let run = cgi.run(&request);
+    assert_eq!(run.response.status, 503, "{}", run.stderr);
+    assert_eq!(codes(&run.response), [6]);
+    std::fs::remove_dir_all(inodes).unwrap();
+
+    let run = cgi.run(&request);
+    assert_eq!(codes(&run.response), [0]);
+    assert_eq!(
+        std::fs::read(cgi.dirs.uploads.join("retry.bin")).unwrap(),
+        small
+    );
+}

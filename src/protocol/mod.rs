@@ -2,6 +2,7 @@
 //! (the registry below), what chunk it describes, and the answer body that client needs.
 
 pub mod flow;
+pub mod form;
 pub mod geometry;
 pub mod multipart;
 mod named_fields;
@@ -85,6 +86,9 @@ pub struct Finished {
     pub size: u64,
     /// Whether this request published it (false: an earlier one did).
     pub just_now: bool,
+    /// Where it can be downloaded, when `RESUMABLE_PUBLIC_URL` says where the upload dir is
+    /// served (Uppy and Dropzone show it on the page).
+    pub url: Option<String>,
 }
 
 /// What a chunk or test request achieved, before a dialect shapes it into an answer.
@@ -120,16 +124,19 @@ impl Outcome {
             ),
             // Every request that touches a finished upload gets this body, because the clients
             // hand the body of whichever request finished last to the page.
-            Outcome::Complete(done) => Response::json(
-                200,
-                &json!({
+            Outcome::Complete(done) => {
+                let mut body = json!({
                     "success": true,
                     "complete": true,
                     "file": done.file,
                     "size": done.size,
                     "completedNow": done.just_now,
-                }),
-            ),
+                });
+                if let Some(url) = &done.url {
+                    body["url"] = json!(url);
+                }
+                Response::json(200, &body)
+            }
         };
         // Test answers change as chunks arrive: no cache may keep them.
         response.with_header("Cache-Control", "no-store")

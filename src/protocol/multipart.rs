@@ -1,5 +1,5 @@
-//! Streaming multipart/form-data intake: text fields become params, the `file` part is handed
-//! on as a reader, and nothing is buffered beyond one read.
+//! Streaming multipart/form-data intake, one part at a time: text fields come back whole
+//! (bounded), each file part as a reader of its bytes, and nothing is buffered beyond one read.
 //!
 //! multer is async; it runs here under `pollster` through [`YieldingBody`], which returns
 //! `Pending` between reads because multer keeps pulling until it sees `Pending` and would
@@ -81,11 +81,206 @@ pub fn is_multipart(content_type: Option<&str>) -> bool {
     })
 }
 
-/// Reads a multipart body. Text fields are appended to `params`. When the file part starts
-/// (the part named `file`, or the first with a `filename` attribute),
-/// `on_file` gets the params gathered so far and a reader of exactly that part's bytes; what it
-/// returns comes back once the rest of the body has been checked to end properly (nothing may
-/// follow the file part). Without a file part, `Ok(None)`.
+/// Most file parts one body may carry: each is listed in a form upload's answer, so their
+/// number is bounded like the number of text fields.
+pub const MAX_FILE_PARTS: usize = 1000;
+
+/// A multipart body read one part at a time. Text fields come back whole (bounded); a file part
+/// comes back as a reader of exactly its bytes, which must be finished or dropped before the
+/// next part is asked for.
+pub struct MultipartReader<'r> {
+    multipart: Multipart<'r>,
+    framing: Framing,
+    fields: usize,
+    files: usize,
+}
+
+/// One part of a multipart body.
+pub enum Part<'r> {
+    /// A part without a file name, read whole (at most [`MAX_TEXT_FIELD`] bytes).
+    Text { name: String, value: String },
+    /// A part with a `filename` attribute (or named [`FILE_FIELD`]).
+    File(Box<FilePart<'r>>),
+}
+
+impl<'r> MultipartReader<'r> {
+    /// Starts reading `body`, which may carry at most `limit` bytes in all.
+    pub fn new(
+        body: &'r mut (dyn Read + Send),
+        content_type: &str,
+        limit: u64,
+    ) -> Result<MultipartReader<'r>, MultipartError> {
+        let boundary =
+            multer::parse_boundary(content_type).map_err(|_| MultipartError::NoBoundary)?;
+        if boundary.is_empty() {
+            return Err(MultipartError::NoBoundary);
+        }
+        let constraints = Constraints::new().size_limit(
+            SizeLimit::new()
+                .whole_stream(limit)
+                // Any part may be a file (its name varies by client), so multer bounds each part
+                // by the body limit and text fields are held to MAX_TEXT_FIELD below.
+                .per_field(limit),
+        );
+        let framing = Framing::new(limit);
+        let multipart = Multipart::with_constraints(
+            YieldingBody::new(body, framing.clone()),
+            boundary,
+            constraints,
+        );
+        Ok(MultipartReader {
+            multipart,
+            framing,
+            fields: 0,
+            files: 0,
+        })
+    }
+
+    /// Lowers the bound on the whole body once the flow that reads it is known (a chunk may
+    /// carry less than a form). Bytes already read count: past it already, the body is too
+    /// large now.
+    pub fn set_limit(&self, limit: u64) -> Result<(), MultipartError> {
+        self.framing.limit.store(limit, Ordering::Relaxed);
+        if self.framing.read.load(Ordering::Relaxed) > limit {
+            self.framing.too_large.store(true, Ordering::Relaxed);
+            return Err(MultipartError::TooLarge(limit));
+        }
+        Ok(())
+    }
+
+    /// The next part, or `None` after the closing boundary.
+    pub fn next_part(&mut self) -> Result<Option<Part<'r>>, MultipartError> {
+        let framing = &self.framing;
+        let Some(mut field) = framing
+            .block_on(self.multipart.next_field())
+            .map_err(|e| framing.convert(e))?
+        else {
+            return Ok(None);
+        };
+        let name = field.name().unwrap_or_default().to_string();
+        let filename = file_name_of(&field);
+        // The clients name their file part differently (`file`, `qqfile`, `files[]`); a part
+        // that carries a file name is a file whatever its name.
+        if name == FILE_FIELD || filename.is_some() {
+            self.files += 1;
+            if self.files > MAX_FILE_PARTS {
+                return Err(MultipartError::Malformed(format!(
+                    "more than {MAX_FILE_PARTS} file parts"
+                )));
+            }
+            let content_type = field
+                .headers()
+                .get("content-type")
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+            return Ok(Some(Part::File(Box::new(FilePart {
+                name,
+                filename,
+                content_type,
+                field,
+                pending: Bytes::new(),
+                error: None,
+                framing: framing.clone(),
+            }))));
+        }
+        self.fields += 1;
+        if self.fields > MAX_FIELDS {
+            return Err(MultipartError::Malformed(format!(
+                "more than {MAX_FIELDS} form fields"
+            )));
+        }
+        let value = read_text(&mut field, &name, framing)?;
+        Ok(Some(Part::Text { name, value }))
+    }
+
+    /// Reads text fields into `params` up to the first file part, which it returns (`None`
+    /// when the body has none).
+    pub fn read_fields(
+        &mut self,
+        params: &mut Params,
+    ) -> Result<Option<FilePart<'r>>, MultipartError> {
+        loop {
+            match self.next_part()? {
+                None => return Ok(None),
+                Some(Part::Text { name, value }) => params.push(name, value),
+                Some(Part::File(file)) => return Ok(Some(*file)),
+            }
+        }
+    }
+
+    /// For a flow that takes exactly one file, the last part (a chunk): `on_file` reads `file`;
+    /// what it returns comes back once the rest of the body has been checked to end properly
+    /// (nothing may follow the file part).
+    pub fn take_only_file<T, E>(
+        &mut self,
+        mut file: FilePart<'r>,
+        on_file: impl FnOnce(&mut dyn Read) -> Result<T, E>,
+    ) -> Result<T, IntakeError<E>> {
+        let outcome = on_file(&mut file);
+        if let Some(e) = file.take_error() {
+            return Err(IntakeError::Multipart(e));
+        }
+        let outcome = outcome.map_err(IntakeError::File)?;
+        // Drains what the consumer left of the part (nothing, when it read to the end), so
+        // that a truncated part is noticed here and not taken for a whole one.
+        file.finish()?;
+        match self.next_part()? {
+            None => Ok(outcome),
+            Some(_) => Err(IntakeError::Multipart(MultipartError::Malformed(format!(
+                "a part follows the {FILE_FIELD:?} part, which must be the last"
+            )))),
+        }
+    }
+}
+
+/// The `filename` attribute of a part. multer drops one that is not UTF-8 (the part would then
+/// pass for a text field); it is kept here with replacement characters.
+fn file_name_of(field: &multer::Field<'_>) -> Option<String> {
+    if let Some(name) = field.file_name() {
+        return Some(name.to_string());
+    }
+    let raw = field.headers().get("content-disposition")?.as_bytes();
+    let text = String::from_utf8_lossy(raw);
+    let at = text
+        .match_indices("filename=")
+        .find(|(i, _)| *i > 0 && matches!(text.as_bytes()[i - 1], b';' | b' ' | b'\t'))?
+        .0;
+    let value = &text[at + "filename=".len()..];
+    Some(match value.strip_prefix('"') {
+        Some(quoted) => quoted.split('"').next().unwrap_or_default().to_string(),
+        None => value
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_string(),
+    })
+}
+
+fn read_text(
+    field: &mut multer::Field<'_>,
+    name: &str,
+    framing: &Framing,
+) -> Result<String, MultipartError> {
+    let mut value = Vec::new();
+    while let Some(bytes) = framing
+        .block_on(field.chunk())
+        .map_err(|e| framing.convert(e))?
+    {
+        value.extend_from_slice(&bytes);
+        if value.len() as u64 > MAX_TEXT_FIELD {
+            return Err(MultipartError::Malformed(format!(
+                "form field {name:?} is larger than {MAX_TEXT_FIELD} bytes"
+            )));
+        }
+    }
+    Ok(String::from_utf8_lossy(&value).into_owned())
+}
+
+/// Reads a multipart body that carries at most one file part, the last. Text fields are
+/// appended to `params`. When the file part starts (the part named `file`, or the first with a
+/// `filename` attribute), `on_file` gets the params gathered so far and a reader of exactly
+/// that part's bytes; what it returns comes back once the rest of the body has been checked to
+/// end properly (nothing may follow the file part). Without a file part, `Ok(None)`.
 pub fn read_multipart<T, E>(
     body: &mut (dyn Read + Send),
     content_type: &str,
@@ -93,85 +288,12 @@ pub fn read_multipart<T, E>(
     params: &mut Params,
     on_file: impl FnOnce(&Params, &mut dyn Read) -> Result<T, E>,
 ) -> Result<Option<T>, IntakeError<E>> {
-    let boundary = multer::parse_boundary(content_type).map_err(|_| MultipartError::NoBoundary)?;
-    if boundary.is_empty() {
-        return Err(MultipartError::NoBoundary.into());
-    }
-    let constraints = Constraints::new().size_limit(
-        SizeLimit::new()
-            .whole_stream(limit)
-            // Any part may be the file part (its name varies by client), so multer bounds each
-            // part by the body limit and text fields are held to MAX_TEXT_FIELD below.
-            .per_field(limit),
-    );
-    let framing = Framing::default();
-    let mut multipart = Multipart::with_constraints(
-        YieldingBody::new(body, framing.clone()),
-        boundary,
-        constraints,
-    );
-    let fail = |e: multer::Error| {
-        IntakeError::Multipart(if framing.exceeded.load(Ordering::Relaxed) {
-            MultipartError::Malformed(format!(
-                "more than {MAX_FRAMING} bytes of part headers and fields"
-            ))
-        } else {
-            MultipartError::from_multer(e, limit)
-        })
-    };
-    let mut fields = 0usize;
-    loop {
-        let Some(mut field) = framing.block_on(multipart.next_field()).map_err(fail)? else {
-            return Ok(None);
-        };
-        let name = field.name().unwrap_or_default().to_string();
-        // The clients name their file part differently (`file`, `qqfile`, `files[]`); a part
-        // that carries a file name is a file whatever its name.
-        if name == FILE_FIELD || field.file_name().is_some() {
-            let mut reader = FieldReader {
-                field: &mut field,
-                pending: Bytes::new(),
-                error: None,
-                limit,
-                framing: &framing,
-            };
-            let outcome = on_file(params, &mut reader);
-            if let Some(e) = reader.error.take() {
-                if framing.exceeded.load(Ordering::Relaxed) {
-                    return Err(fail(multer::Error::IncompleteStream));
-                }
-                return Err(IntakeError::Multipart(e));
-            }
-            let outcome = outcome.map_err(IntakeError::File)?;
-            // Drain what the consumer left of the part (nothing, when it read to the end), so
-            // that a truncated part is noticed here and not taken for a whole one.
-            while let Some(bytes) = framing.block_on(field.chunk()).map_err(fail)? {
-                framing.file_bytes(bytes.len());
-            }
-            drop(field);
-            return match framing.block_on(multipart.next_field()).map_err(fail)? {
-                None => Ok(Some(outcome)),
-                Some(_) => Err(IntakeError::Multipart(MultipartError::Malformed(format!(
-                    "a part follows the {FILE_FIELD:?} part, which must be the last"
-                )))),
-            };
-        }
-        fields += 1;
-        if fields > MAX_FIELDS {
-            return Err(IntakeError::Multipart(MultipartError::Malformed(format!(
-                "more than {MAX_FIELDS} form fields"
-            ))));
-        }
-        let mut value = Vec::new();
-        while let Some(bytes) = framing.block_on(field.chunk()).map_err(fail)? {
-            value.extend_from_slice(&bytes);
-            if value.len() as u64 > MAX_TEXT_FIELD {
-                return Err(IntakeError::Multipart(MultipartError::Malformed(format!(
-                    "form field {name:?} is larger than {MAX_TEXT_FIELD} bytes"
-                ))));
-            }
-        }
-        params.push(name, String::from_utf8_lossy(&value).into_owned());
+    let mut reader = MultipartReader::new(body, content_type, limit)?;
+    match reader.read_fields(params)? {
+        None => Ok(None),
+        Some(file) => reader
+            .take_only_file(file, |f| on_file(params, f))
+            .map(Some),
     }
 }
 
@@ -190,11 +312,14 @@ impl<E> From<MultipartError> for IntakeError<E> {
 
 /// Bytes read from the body and bytes of file data handed on: the difference is what multer
 /// holds of headers, fields and preamble (plus at most a read or two of file data).
-#[derive(Clone, Default)]
+#[derive(Clone)]
 struct Framing {
     read: Arc<AtomicU64>,
     file: Arc<AtomicU64>,
     exceeded: Arc<AtomicBool>,
+    /// The most bytes the whole body may carry ([`MultipartReader::set_limit`]).
+    limit: Arc<AtomicU64>,
+    too_large: Arc<AtomicBool>,
     /// Set before every call into multer: the body's next poll yields instead of reading, so
     /// multer reads only when what it already holds does not answer the call. Without this the
     /// yield state carried over between calls and every `next_field`/`chunk` pulled another
@@ -203,6 +328,17 @@ struct Framing {
 }
 
 impl Framing {
+    fn new(limit: u64) -> Framing {
+        Framing {
+            read: Arc::default(),
+            file: Arc::default(),
+            exceeded: Arc::default(),
+            limit: Arc::new(AtomicU64::new(limit)),
+            too_large: Arc::default(),
+            must_yield: Arc::default(),
+        }
+    }
+
     /// Runs one multer call to completion on this thread.
     fn block_on<F: std::future::Future>(&self, call: F) -> F::Output {
         self.must_yield.store(true, Ordering::Relaxed);
@@ -213,15 +349,33 @@ impl Framing {
         self.file.fetch_add(n as u64, Ordering::Relaxed);
     }
 
-    /// Counts a read; false once the non-file bytes pass the bound.
-    fn read_bytes(&self, n: usize) -> bool {
+    /// Counts a read; an error once the non-file bytes pass their bound or the body its limit.
+    fn read_bytes(&self, n: usize) -> Result<(), &'static str> {
         let read = self.read.fetch_add(n as u64, Ordering::Relaxed) + n as u64;
         let framing = read.saturating_sub(self.file.load(Ordering::Relaxed));
         if framing > MAX_FRAMING + 2 * READ_SIZE as u64 {
             self.exceeded.store(true, Ordering::Relaxed);
-            return false;
+            return Err("too many bytes of part headers and fields");
         }
-        true
+        if read > self.limit.load(Ordering::Relaxed) {
+            self.too_large.store(true, Ordering::Relaxed);
+            return Err("the body is larger than allowed");
+        }
+        Ok(())
+    }
+
+    /// What a multer error means, given what the body reader saw.
+    fn convert(&self, error: multer::Error) -> MultipartError {
+        let limit = self.limit.load(Ordering::Relaxed);
+        if self.exceeded.load(Ordering::Relaxed) {
+            MultipartError::Malformed(format!(
+                "more than {MAX_FRAMING} bytes of part headers and fields"
+            ))
+        } else if self.too_large.load(Ordering::Relaxed) {
+            MultipartError::TooLarge(limit)
+        } else {
+            MultipartError::from_multer(error, limit)
+        }
     }
 }
 
@@ -269,11 +423,9 @@ impl Stream for YieldingBody<'_> {
                     return Poll::Ready(None);
                 }
                 Ok(n) => {
-                    if !this.framing.read_bytes(n) {
+                    if let Err(why) = this.framing.read_bytes(n) {
                         this.done = true;
-                        return Poll::Ready(Some(Err(io::Error::other(
-                            "too many bytes of part headers and fields",
-                        ))));
+                        return Poll::Ready(Some(Err(io::Error::other(why))));
                     }
                     // multer copies what it gets into its own buffer anyway; this copy
                     // replaces the memset of a fresh buffer.
@@ -289,21 +441,79 @@ impl Stream for YieldingBody<'_> {
     }
 }
 
-/// The bytes of one multipart field as `Read`. A multipart error is kept aside (and reported
-/// as such) while the consumer sees an ordinary I/O error.
-struct FieldReader<'f, 'r> {
-    field: &'f mut multer::Field<'r>,
+/// The bytes of one file part as `Read`. A multipart error is kept aside (and reported as such
+/// by [`FilePart::take_error`] or [`FilePart::finish`]) while the consumer sees an ordinary
+/// I/O error.
+pub struct FilePart<'r> {
+    name: String,
+    filename: Option<String>,
+    content_type: Option<String>,
+    field: multer::Field<'r>,
     pending: Bytes,
     error: Option<MultipartError>,
-    limit: u64,
-    framing: &'f Framing,
+    framing: Framing,
 }
 
-impl Read for FieldReader<'_, '_> {
+impl FilePart<'_> {
+    /// The part's field name (`file`, `userfile`, `files[]`...).
+    pub fn field_name(&self) -> &str {
+        &self.name
+    }
+
+    /// The `filename` attribute as sent (`None` for a part named `file` without one).
+    pub fn filename(&self) -> Option<&str> {
+        self.filename.as_deref()
+    }
+
+    /// The part's own Content-Type header, as sent.
+    pub fn content_type(&self) -> Option<&str> {
+        self.content_type.as_deref()
+    }
+
+    /// The multipart failure behind an error the reader returned, if that was one.
+    pub fn take_error(&mut self) -> Option<MultipartError> {
+        self.error.take()
+    }
+
+    /// Reads (and discards) whatever is left of the part, so that the next part can be read,
+    /// and reports whether the part ended properly.
+    pub fn finish(mut self) -> Result<(), MultipartError> {
+        if let Some(e) = self.error.take() {
+            return Err(e);
+        }
+        let framing = &self.framing;
+        while let Some(bytes) = framing
+            .block_on(self.field.chunk())
+            .map_err(|e| framing.convert(e))?
+        {
+            framing.file_bytes(bytes.len());
+        }
+        Ok(())
+    }
+
+    /// The part read as a text field (a part named `file` without a file name, where a form
+    /// upload expects text).
+    pub fn into_text(mut self) -> Result<String, MultipartError> {
+        let mut value = Vec::new();
+        let read = (&mut self).take(MAX_TEXT_FIELD + 1).read_to_end(&mut value);
+        if let Some(e) = self.error.take() {
+            return Err(e);
+        }
+        if read.is_err() || value.len() as u64 > MAX_TEXT_FIELD {
+            return Err(MultipartError::Malformed(format!(
+                "form field {:?} is larger than {MAX_TEXT_FIELD} bytes",
+                self.name
+            )));
+        }
+        Ok(String::from_utf8_lossy(&value).into_owned())
+    }
+}
+
+impl Read for FilePart<'_> {
     /// Fills `buf` (up to the end of the part) rather than returning one multer chunk: multer
     /// hands out pieces of its 64 KiB reads cut at arbitrary offsets, and passing them on one
     /// by one made the chunk writer issue many small writes at unaligned file offsets. The
-    /// body is read as it is anyway; a failure drops what was gathered, as the whole chunk is
+    /// body is read as it is anyway; a failure drops what was gathered, as the whole file is
     /// then refused.
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let mut filled = 0;
@@ -317,7 +527,7 @@ impl Read for FieldReader<'_, '_> {
                     }
                     Ok(None) => break,
                     Err(e) => {
-                        let error = MultipartError::from_multer(e, self.limit);
+                        let error = self.framing.convert(e);
                         let message = error.to_string();
                         self.error = Some(error);
                         return Err(io::Error::new(io::ErrorKind::UnexpectedEof, message));
@@ -408,6 +618,78 @@ mod tests {
             read_before_file <= 2 * READ_SIZE as u64,
             "{read_before_file}"
         );
+    }
+
+    #[test]
+    fn parts_one_at_a_time_every_file_in_turn() {
+        let raw = body(&[
+            ("a", None, b"1"),
+            ("files[]", Some("x.txt"), b"xx"),
+            ("MAX_FILE_SIZE", None, b"9"),
+            ("files[]", Some(""), b""),
+            ("files[]", Some("z.bin"), &[7u8; 100_000]),
+        ]);
+        let mut cursor = io::Cursor::new(raw);
+        let mut reader = MultipartReader::new(&mut cursor, CT, 1 << 20).unwrap();
+        let mut seen = Vec::new();
+        while let Some(part) = reader.next_part().unwrap() {
+            match part {
+                Part::Text { name, value } => seen.push(format!("{name}={value}")),
+                Part::File(mut file) => {
+                    let mut data = Vec::new();
+                    file.read_to_end(&mut data).unwrap();
+                    seen.push(format!(
+                        "{}:{}:{}:{}",
+                        file.field_name(),
+                        file.filename().unwrap(),
+                        file.content_type().unwrap(),
+                        data.len()
+                    ));
+                    file.finish().unwrap();
+                }
+            }
+        }
+        assert_eq!(
+            seen,
+            [
+                "a=1",
+                "files[]:x.txt:application/octet-stream:2",
+                "MAX_FILE_SIZE=9",
+                "files[]::application/octet-stream:0",
+                "files[]:z.bin:application/octet-stream:100000",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_file_name_that_is_not_utf8_still_makes_a_file_part() {
+        let mut raw = b"--XyZ\r\nContent-Disposition: form-data; name=\"f\"; filename=\"caf\xe9.txt\"\r\n\r\n".to_vec();
+        raw.extend_from_slice(b"data\r\n--XyZ--\r\n");
+        let mut cursor = io::Cursor::new(raw);
+        let mut reader = MultipartReader::new(&mut cursor, CT, 1 << 20).unwrap();
+        let Some(Part::File(file)) = reader.next_part().unwrap() else {
+            panic!("not a file part");
+        };
+        assert_eq!(file.filename(), Some("caf\u{fffd}.txt"));
+    }
+
+    #[test]
+    fn the_limit_can_be_lowered_once_the_flow_is_known() {
+        let raw = body(&[("a", None, b"1"), ("file", Some("f"), &[1u8; 300_000])]);
+        let mut cursor = io::Cursor::new(raw);
+        let mut reader = MultipartReader::new(&mut cursor, CT, 1 << 20).unwrap();
+        let mut file = reader.read_fields(&mut Params::default()).unwrap().unwrap();
+        reader.set_limit(100_000).unwrap();
+        assert!(io::copy(&mut file, &mut io::sink()).is_err());
+        assert!(matches!(
+            file.take_error(),
+            Some(MultipartError::TooLarge(100_000))
+        ));
+        drop(file);
+        assert!(matches!(
+            reader.set_limit(1000),
+            Err(MultipartError::TooLarge(1000))
+        ));
     }
 
     #[test]

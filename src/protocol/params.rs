@@ -104,6 +104,16 @@ impl Params {
         Ok(found)
     }
 
+    /// Every pair, in arrival order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.pairs.iter().map(|(n, v)| (n.as_str(), v.as_str()))
+    }
+
+    /// Adds every pair of `other` after these.
+    pub fn append(&mut self, other: &Params) {
+        self.pairs.extend(other.pairs.iter().cloned());
+    }
+
     /// Whether any value was sent under `name`.
     pub fn contains(&self, name: &str) -> bool {
         self.pairs.iter().any(|(n, _)| n == name)

@@ -3,7 +3,7 @@
 
 use super::{Failure, Handled, Service};
 use crate::error::Error;
-use crate::protocol::multipart::{self, IntakeError};
+use crate::protocol::multipart::{self, IntakeError, MultipartReader};
 use crate::protocol::{self, ChunkDialect, ChunkRequest, Finished, Outcome, Params};
 use crate::request::{Head, Request};
 use crate::store::{ChunkSlot, Completion, Progress, ReceivedChunk, StoreError, UploadKey};
@@ -66,7 +66,7 @@ impl Service {
                     log::warn!("finishing the cleanup of a completed upload: {e}");
                 }
             }
-            (complete(&done, false), "test (complete)")
+            (self.complete(&done, false), "test (complete)")
         } else if !self.store.has_chunk(&key, slot(&chunk)).map_err(failed)? {
             let status = self.config.missing_chunk_status;
             let missing = Outcome::Missing {
@@ -87,7 +87,7 @@ impl Service {
                 None
             };
             match completed {
-                Some(done) => (complete(&done, true), "test (completed now)"),
+                Some(done) => (self.complete(&done, true), "test (completed now)"),
                 None => (
                     Outcome::Present {
                         chunk: geometry.number,
@@ -102,38 +102,67 @@ impl Service {
         })
     }
 
-    /// A chunk upload: multipart (fields, then the file part) or a raw body (octet mode).
+    /// A POST or PUT: a chunk, multipart (fields, then the file part) or a raw body (octet
+    /// mode); flow.js's test by POST (fields, no file part); or, when no chunk dialect claims
+    /// the parameters of a multipart body, a plain form upload (the form flow).
     pub(super) fn receive(&self, request: Request) -> Result<Handled, Failure> {
         let Request { head, body } = request;
-        if let Some(length) = head.content_length {
-            let max = self.config.max_body_size();
-            if length > max {
-                return Err(Error::BodyTooLarge { length, max }.into());
-            }
-        }
         let mut params = Params::from_query(&head.query);
-        if !multipart::is_multipart(head.content_type.as_deref()) {
+        let is_multipart = multipart::is_multipart(head.content_type.as_deref());
+        // Without a dialect in the query, a multipart body may be a form upload, which may be
+        // larger than a chunk: its fields tell which it is.
+        let may_be_form = is_multipart && protocol::detect(&params, &head).is_none();
+        let max_chunk_body = self.config.max_body_size();
+        let limit = if may_be_form {
+            max_chunk_body.max(self.config.max_post_size)
+        } else {
+            max_chunk_body
+        };
+        if let Some(length) = head.content_length.filter(|&length| length > limit) {
+            return Err(if may_be_form {
+                Error::PostTooLarge {
+                    length: Some(length),
+                    max: self.config.max_post_size,
+                }
+            } else {
+                Error::BodyTooLarge {
+                    length,
+                    max: max_chunk_body,
+                }
+            }
+            .into());
+        }
+        if !is_multipart {
             let received = self.receive_chunk(&params, &head, body)?;
             return self.commit(received);
         }
         let content_type = head.content_type.clone().unwrap_or_default();
-        let received = multipart::read_multipart(
-            body,
-            &content_type,
-            self.config.max_body_size(),
-            &mut params,
-            |params, file| self.receive_chunk(params, &head, file),
-        );
-        match received {
-            Ok(Some(received)) => self.commit(received),
+        let mut reader =
+            MultipartReader::new(body, &content_type, limit).map_err(Error::Multipart)?;
+        let mut fields = Params::default();
+        let file = reader.read_fields(&mut fields).map_err(Error::Multipart)?;
+        params.append(&fields);
+        if protocol::detect(&params, &head).is_none() {
+            return self.receive_form(&head, params, &fields, reader, file);
+        }
+        let Some(file) = file else {
             // flow.js with testMethod POST: the params in a multipart body, no file part.
-            Ok(None) => {
-                let Handled { response, summary } = self.probe(&params, &head)?;
-                Ok(Handled {
-                    response,
-                    summary: format!("{summary} (POST)"),
-                })
+            let Handled { response, summary } = self.probe(&params, &head)?;
+            return Ok(Handled {
+                response,
+                summary: format!("{summary} (POST)"),
+            });
+        };
+        if let Some(length) = head.content_length.filter(|&l| l > max_chunk_body) {
+            return Err(Error::BodyTooLarge {
+                length,
+                max: max_chunk_body,
             }
+            .into());
+        }
+        reader.set_limit(max_chunk_body).map_err(Error::Multipart)?;
+        match reader.take_only_file(file, |file| self.receive_chunk(&params, &head, file)) {
+            Ok(received) => self.commit(received),
             Err(IntakeError::Multipart(e)) => Err(Error::Multipart(e).into()),
             Err(IntakeError::File(failure)) => Err(failure),
         }
@@ -181,10 +210,10 @@ impl Service {
             ),
             Progress::Completed(done) => {
                 log::info!("completed {:?} ({} bytes)", done.file, done.size);
-                (complete(&done, true), "stored, completed")
+                (self.complete(&done, true), "stored, completed")
             }
             Progress::AlreadyComplete(done) => {
-                (complete(&done, false), "ignored (already complete)")
+                (self.complete(&done, false), "ignored (already complete)")
             }
         };
         Ok(Handled {
@@ -194,12 +223,15 @@ impl Service {
     }
 }
 
-fn complete(done: &Completion, just_now: bool) -> Outcome {
-    Outcome::Complete(Finished {
-        file: done.file.clone(),
-        size: done.size,
-        just_now,
-    })
+impl Service {
+    fn complete(&self, done: &Completion, just_now: bool) -> Outcome {
+        Outcome::Complete(Finished {
+            file: done.file.clone(),
+            size: done.size,
+            just_now,
+            url: self.public_url(&done.file),
+        })
+    }
 }
 
 fn slot(chunk: &ChunkRequest) -> ChunkSlot {

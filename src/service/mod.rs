@@ -3,6 +3,7 @@
 //! the log line live here; each kind of upload has its own flow beside it.
 
 mod chunked;
+mod form;
 
 use crate::config::{Config, ConfigError};
 use crate::error::{Error, ALLOWED_METHODS};
@@ -45,6 +46,13 @@ impl Service {
 
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// Where a stored file (relative to the upload dir) can be downloaded, when
+    /// RESUMABLE_PUBLIC_URL says where the upload dir is served.
+    fn public_url(&self, stored: &str) -> Option<String> {
+        let prefix = self.config.public_url.as_deref()?;
+        Some(crate::escape::public_url(prefix, stored))
     }
 
     /// A service for one request whose settings override some of these (FastCGI params named

@@ -49,24 +49,7 @@ impl PendingChunk {
         let Some(file) = self.file.as_mut() else {
             return Ok(());
         };
-        let mut aligned = AlignedBuffer::new(BUFFER);
-        let buffer = aligned.as_mut_slice();
-        let limit = expected.saturating_add(1);
-        while self.received < limit {
-            let want = (limit - self.received).min(BUFFER as u64) as usize;
-            let n = match body.read(&mut buffer[..want]) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(StoreError::BodyRead(e)),
-            };
-            self.received += n as u64;
-            if self.received > expected {
-                break;
-            }
-            file.write_all(&buffer[..n])
-                .map_err(StoreError::io("writing a chunk"))?;
-        }
+        self.received = copy_bounded(body, file, expected, "writing a chunk")?;
         if self.received != expected {
             return Err(StoreError::BodyLength {
                 expected,
@@ -97,6 +80,37 @@ impl Drop for PendingChunk {
             let _ = fsutil::remove_file(self.dir.as_fd(), &self.temp_name);
         }
     }
+}
+
+/// Copies `body` into `file` until it ends or carries more than `max` bytes, and answers how
+/// many bytes it read: `max + 1` means "more than `max`" (that last read is not written).
+/// Reading stops there, so a body that lies about its size costs at most one buffer more.
+pub(super) fn copy_bounded(
+    body: &mut dyn Read,
+    file: &mut File,
+    max: u64,
+    op: &'static str,
+) -> Result<u64> {
+    let mut aligned = AlignedBuffer::new(BUFFER);
+    let buffer = aligned.as_mut_slice();
+    let limit = max.saturating_add(1);
+    let mut received: u64 = 0;
+    while received < limit {
+        let want = (limit - received).min(BUFFER as u64) as usize;
+        let n = match body.read(&mut buffer[..want]) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(StoreError::BodyRead(e)),
+        };
+        received += n as u64;
+        if received > max {
+            // Too much: whatever was written is refused as a whole by the caller.
+            break;
+        }
+        file.write_all(&buffer[..n]).map_err(StoreError::io(op))?;
+    }
+    Ok(received)
 }
 
 #[cfg(test)]

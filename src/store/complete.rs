@@ -21,13 +21,12 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use serde::{Deserialize, Serialize};
 
 use super::lock::UploadLock;
+use super::publish::{self, Destination, MAX_NAME_ATTEMPTS};
 use super::shape::Shape;
 use super::{fsutil, layout, FsStore, PendingChunk, Progress, Result, StoreError, UploadKey};
 
 /// Folder of the upload dir where files are assembled before they get their final name.
 pub const STAGING_DIR: &str = ".resumable-staging";
-/// How many `name (n).ext` variants are tried before giving up.
-const MAX_NAME_ATTEMPTS: u32 = 10_000;
 const MAX_RECORD_SIZE: u64 = 64 * 1024;
 
 /// A finished upload: where it was published, relative to the upload dir, and its size.
@@ -126,29 +125,17 @@ fn assemble_and_publish(
     parts: u64,
 ) -> Result<Completion> {
     let root = store.upload_root()?;
-    let staging_dir = fsutil::ensure_dir(root.as_fd(), STAGING_DIR, 0o700)
-        .map_err(StoreError::io("opening the staging directory"))?;
+    let staging_dir = publish::staging_dir(&root)?;
     let staging = staging_name(key);
-    let (folders, name) = layout::published_path(&key.filename, key.relative_path.as_deref());
-    let mut target = root;
-    for folder in &folders {
-        target = fsutil::ensure_dir(target.as_fd(), folder, 0o777)
-            .map_err(StoreError::io("creating the folders of the published file"))?;
-    }
-    let relative = |candidate: &str| {
-        let mut path = folders.join("/");
-        if !path.is_empty() {
-            path.push('/');
-        }
-        path.push_str(candidate);
-        path
-    };
+    let destination = Destination::open(root, &key.filename, key.relative_path.as_deref())?;
 
     // The staging file stays until the record is written (see the header): removed by
     // remove_staging after write_record.
-    if let Some(published) = find_earlier_publish(&staging_dir, &staging, &target, &name)? {
+    if let Some(published) =
+        find_earlier_publish(&staging_dir, &staging, destination.dir(), &destination.name)?
+    {
         return Ok(Completion {
-            file: relative(&published),
+            file: destination.relative(&published),
             size: key.total_size,
         });
     }
@@ -159,25 +146,13 @@ fn assemble_and_publish(
         armed: true,
     };
     assemble(upload, parts, key.total_size, staging_dir.as_fd(), &staging)?;
-    let mut published = None;
-    for attempt in 0..MAX_NAME_ATTEMPTS {
-        let candidate = layout::clash_candidate(&name, attempt);
-        match fsutil::link_no_replace(staging_dir.as_fd(), &staging, target.as_fd(), &candidate) {
-            Ok(()) => {
-                published = Some(candidate);
-                break;
-            }
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(StoreError::io("publishing the finished file")(e)),
-        }
-    }
-    let published = published.ok_or_else(|| StoreError::NoFreeName(relative(&name)))?;
+    let file = destination.link_free_name(staging_dir.as_fd(), &staging)?;
     // Published: from here the staging file is the second link that lets a retry find the
     // published name if this process dies before the record is written.
     guard.armed = false;
-    fsutil::sync_dir(&target).map_err(StoreError::io("syncing the upload directory"))?;
+    destination.sync()?;
     Ok(Completion {
-        file: relative(&published),
+        file,
         size: key.total_size,
     })
 }
@@ -256,11 +231,11 @@ fn find_earlier_publish(
 }
 
 /// Removes a staging file that did not get published (a failed or full-disk assembly).
-struct StagingGuard<'a> {
-    dir: BorrowedFd<'a>,
-    name: &'a str,
+pub(super) struct StagingGuard<'a> {
+    pub(super) dir: BorrowedFd<'a>,
+    pub(super) name: &'a str,
     /// Cleared once the file is published.
-    armed: bool,
+    pub(super) armed: bool,
 }
 
 impl Drop for StagingGuard<'_> {

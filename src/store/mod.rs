@@ -1,5 +1,5 @@
 //! Everything on disk and nothing about HTTP: where parts live, writing a chunk atomically,
-//! the per-upload lock, completion, assembly and publishing.
+//! the per-upload lock, completion, assembly and publishing, and whole files (form uploads).
 
 mod chunk;
 pub mod cleanup;
@@ -7,8 +7,10 @@ mod complete;
 pub mod fsutil;
 pub mod layout;
 mod lock;
+mod publish;
 pub mod published;
 mod shape;
+mod whole;
 
 use std::io;
 use std::io::Read;
@@ -96,7 +98,7 @@ pub struct ChunkSlot {
 }
 
 /// A received chunk, or why it could not be received.
-pub type Received = Result<Box<dyn ReceivedChunk>>;
+pub type ChunkReceipt = Result<Box<dyn ReceivedChunk>>;
 
 /// What the service needs from storage, whatever keeps the bytes. Every method is safe to call
 /// from many processes and hosts at once for the same upload: implementations serialise what
@@ -111,11 +113,38 @@ pub trait UploadStore: Send + Sync {
     /// Receives chunk `slot.number` from `body`, which must carry exactly `slot.size` bytes. The chunk
     /// does not count until [`ReceivedChunk::commit`]: the caller first checks whatever framing
     /// follows the bytes (a multipart trailer), and dropping it discards the chunk.
-    fn receive_chunk(&self, key: &UploadKey, slot: ChunkSlot, body: &mut dyn Read) -> Received;
+    fn receive_chunk(&self, key: &UploadKey, slot: ChunkSlot, body: &mut dyn Read) -> ChunkReceipt;
+
+    /// Starts receiving one whole file. An error here means no file could be created at all
+    /// (the upload dir or its staging folder is missing or unwritable, or out of inodes).
+    fn begin_file(&self) -> Result<Box<dyn IncomingFile>>;
 
     /// Completes the upload if every chunk is already stored (a retry after a failed assembly,
     /// e.g. once a full disk has space again). Nothing is written otherwise.
     fn complete_if_covered(&self, key: &UploadKey) -> Result<Progress>;
+}
+
+/// What receiving a whole file achieved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Received {
+    /// The file ended within the limit: this many bytes, fsynced.
+    Whole(u64),
+    /// More bytes than the limit came: reading stopped there and nothing was kept.
+    TooLarge,
+}
+
+/// A whole file (a form upload's file part) on its way in: not visible under any final name
+/// until [`IncomingFile::publish`]; dropping it removes what was received.
+pub trait IncomingFile: Send {
+    /// Copies `body` into the file until it ends, and fsyncs it; or stops as soon as more than
+    /// `max` bytes arrived, answering [`Received::TooLarge`] with nothing kept (the rest of
+    /// `body` is left unread).
+    fn receive(&mut self, body: &mut dyn Read, max: u64) -> Result<Received>;
+
+    /// Gives the received file its name in the upload dir: `filename` made safe, in the
+    /// folders of `relative_path`, the first free name (`name (1).ext`, ...). Answers the path
+    /// relative to the upload dir.
+    fn publish(self: Box<Self>, filename: &str, relative_path: Option<&str>) -> Result<String>;
 }
 
 /// A chunk whose bytes all arrived, not yet counted.
@@ -269,7 +298,7 @@ impl UploadStore for FsStore {
         Ok(found == Some(slot.size))
     }
 
-    fn receive_chunk(&self, key: &UploadKey, slot: ChunkSlot, body: &mut dyn Read) -> Received {
+    fn receive_chunk(&self, key: &UploadKey, slot: ChunkSlot, body: &mut dyn Read) -> ChunkReceipt {
         let mut pending = self.begin_chunk(key, slot.number)?;
         pending.write_from(body, slot.size)?;
         Ok(Box::new(FsReceivedChunk {
@@ -281,5 +310,9 @@ impl UploadStore for FsStore {
 
     fn complete_if_covered(&self, key: &UploadKey) -> Result<Progress> {
         complete::commit_and_complete(self, key, None)
+    }
+
+    fn begin_file(&self) -> Result<Box<dyn IncomingFile>> {
+        Ok(Box::new(self.begin_whole_file()?))
     }
 }

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod fastcgi_client;
+pub mod forms;
 pub mod http;
 pub mod process;
 pub mod scenarios;

@@ -187,6 +187,17 @@ pub fn access_log(path: &Path) -> Vec<Hit> {
 
 /// Runs tests/js/e2e-browser.mjs with a plan; returns its JSON result.
 pub fn run_browser(dir: &Scratch, origin: &str, steps: serde_json::Value) -> serde_json::Value {
+    run_driver(dir, "e2e-browser.mjs", origin, steps)
+}
+
+/// Runs the browser driver `script` (in tests/js) with a plan of `steps`; returns the JSON
+/// result it prints on its `RESULT` line.
+pub fn run_driver(
+    dir: &Scratch,
+    script: &str,
+    origin: &str,
+    steps: serde_json::Value,
+) -> serde_json::Value {
     let plan = serde_json::json!({
         "origin": origin,
         "profileDir": dir.path().join("chromium-profile"),
@@ -196,13 +207,14 @@ pub fn run_browser(dir: &Scratch, origin: &str, steps: serde_json::Value) -> ser
     write(&plan_path, &serde_json::to_string_pretty(&plan).unwrap());
     let _ = fs::remove_dir_all(dir.path().join("chromium-profile"));
     let log_path = dir.path().join("browser.log");
-    let script = repo().join("tests/js/e2e-browser.mjs");
+    let label = format!("node {script}");
+    let script = repo().join("tests/js").join(script);
     let mut cmd = Command::new("node");
     cmd.arg(&script)
         .arg(&plan_path)
         .current_dir(repo().join("tests/js"));
     let out_path = dir.path().join("browser.out");
-    let mut proc = Proc::spawn_logged("node e2e-browser", &mut cmd, &out_path);
+    let mut proc = Proc::spawn_logged(&label, &mut cmd, &out_path);
     assert!(
         proc.wait_timeout(Duration::from_secs(300)).is_some(),
         "browser run timed out"

@@ -12,7 +12,7 @@
 // The page itself is served by this script through page.route() on the server's own origin
 // (so requests to `target` are same-origin and go to the real server untouched); only the
 // page and the two client libraries are answered by the route.
-import { chromium } from 'playwright-core';
+import { drive } from './driver.mjs';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -133,41 +133,15 @@ async function runStep(page, step) {
   return result;
 }
 
-(async () => {
-  const t0 = Date.now();
-  fs.mkdirSync(plan.profileDir, { recursive: true });
-  // playwright takes the user data dir this way (it rejects --user-data-dir in args)
-  const context = await chromium.launchPersistentContext(plan.profileDir, {
-    executablePath: '/usr/bin/chromium',
-    headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+drive(plan, 'e2e-browser', async (context) => {
+  await context.route(`${plan.origin}/__e2e/**`, async (route) => {
+    const p = new URL(route.request().url()).pathname;
+    if (p === '/__e2e/page.html') return route.fulfill({ contentType: 'text/html; charset=utf-8', body: PAGE });
+    if (LIBS[p]) return route.fulfill({ contentType: 'application/javascript', body: fs.readFileSync(LIBS[p]) });
+    return route.fulfill({ status: 404, body: 'no such e2e asset' });
   });
-  const results = { launchMs: Date.now() - t0, steps: [], console: [] };
-  try {
-    await context.route(`${plan.origin}/__e2e/**`, async (route) => {
-      const p = new URL(route.request().url()).pathname;
-      if (p === '/__e2e/page.html') return route.fulfill({ contentType: 'text/html; charset=utf-8', body: PAGE });
-      if (LIBS[p]) return route.fulfill({ contentType: 'application/javascript', body: fs.readFileSync(LIBS[p]) });
-      return route.fulfill({ status: 404, body: 'no such e2e asset' });
-    });
-    await context.route(`${plan.origin}/favicon.ico`, (route) => route.fulfill({ status: 204, body: '' }));
-    const page = context.pages()[0] || await context.newPage();
-    page.on('console', (m) => { if (m.type() === 'error' || m.type() === 'warning') results.console.push(m.text()); });
-    page.on('pageerror', (e) => results.console.push('pageerror: ' + e.message));
-    for (const step of plan.steps) {
-      try {
-        const r = await runStep(page, step);
-        log(step.id, `${r.ms} ms`, r.state.errors.length ? r.state.errors : 'ok');
-        results.steps.push(r);
-      } catch (e) {
-        log(step.id, 'FAILED', e.message);
-        results.steps.push({ id: step.id, failure: String(e && e.stack || e) });
-      }
-    }
-  } finally {
-    await context.close();
-  }
-  results.totalMs = Date.now() - t0;
-  process.stdout.write('RESULT ' + JSON.stringify(results) + '\n');
-})().catch((e) => { console.error(e); process.exit(1); });
+}, async (page, step) => {
+  const r = await runStep(page, step);
+  log(step.id, `${r.ms} ms`, r.state.errors.length ? r.state.errors : 'ok');
+  return r;
+}).catch((e) => { console.error(e); process.exit(1); });

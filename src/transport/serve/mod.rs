@@ -45,7 +45,11 @@ pub fn run(listen: &str) -> ExitCode {
     }
 }
 
-fn serve(listen: &str, config: Config) -> Result<(), String> {
+fn serve(listen: &str, mut config: Config) -> Result<(), String> {
+    // The file browser below serves the upload dir at /files/: answers link there.
+    config
+        .public_url
+        .get_or_insert_with(|| "/files/".to_string());
     // CGI mode insists the directories exist (a typo there must not scatter files); here the
     // point is a first run with nothing prepared, so create them.
     for dir in [&config.temp_dir, &config.upload_dir] {
