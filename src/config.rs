@@ -11,6 +11,7 @@ pub const MAX_FILE_SIZE: &str = "RESUMABLE_MAX_FILE_SIZE";
 pub const MAX_CHUNK_SIZE: &str = "RESUMABLE_MAX_CHUNK_SIZE";
 pub const MISSING_CHUNK_STATUS: &str = "RESUMABLE_MISSING_CHUNK_STATUS";
 pub const LOG_LEVEL: &str = "RESUMABLE_LOG";
+pub const PARAMETER_NAMESPACE: &str = "RESUMABLE_PARAMETER_NAMESPACE";
 
 /// Every setting with its default and meaning, for `--help` and the man page.
 pub const DOCUMENTED: &[(&str, &str, &str)] = &[
@@ -44,6 +45,11 @@ pub const DOCUMENTED: &[(&str, &str, &str)] = &[
         "info",
         "log level on stderr: off, error, warn, info, debug or trace",
     ),
+    (
+        PARAMETER_NAMESPACE,
+        "",
+        "the prefix a resumable.js page sets as parameterNamespace",
+    ),
 ];
 
 /// Every name this program reads; a FastCGI param may override exactly these.
@@ -54,6 +60,7 @@ pub const ALL_NAMES: &[&str] = &[
     MAX_CHUNK_SIZE,
     MISSING_CHUNK_STATUS,
     LOG_LEVEL,
+    PARAMETER_NAMESPACE,
 ];
 
 const DEFAULT_MAX_FILE_SIZE: u64 = 10 << 30;
@@ -69,6 +76,8 @@ pub struct Config {
     pub max_chunk_size: u64,
     /// What a test request answers for a chunk that is not stored (204, or 404 like the PHP script).
     pub missing_chunk_status: u16,
+    /// resumable.js `parameterNamespace`: a prefix on every field name (empty: none).
+    pub parameter_namespace: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -154,6 +163,7 @@ impl Config {
             max_file_size: size(MAX_FILE_SIZE, DEFAULT_MAX_FILE_SIZE)?,
             max_chunk_size: size(MAX_CHUNK_SIZE, DEFAULT_MAX_CHUNK_SIZE)?,
             missing_chunk_status,
+            parameter_namespace: namespace(text(PARAMETER_NAMESPACE)?)?,
         };
         Ok(config)
     }
@@ -171,6 +181,23 @@ impl Config {
             .saturating_mul(2)
             .min(self.max_file_size.max(1));
         largest_chunk.saturating_add(MULTIPART_OVERHEAD)
+    }
+}
+
+/// Longest `RESUMABLE_PARAMETER_NAMESPACE`: a prefix on field names, not a place for data.
+const MAX_NAMESPACE: usize = 64;
+
+fn namespace(value: Option<String>) -> Result<String, ConfigError> {
+    match value {
+        None => Ok(String::new()),
+        Some(value) if value.len() <= MAX_NAMESPACE && !value.chars().any(char::is_control) => {
+            Ok(value)
+        }
+        Some(value) => Err(ConfigError {
+            name: PARAMETER_NAMESPACE,
+            value,
+            reason: "expected the parameterNamespace of the page: at most 64 bytes, no control characters",
+        }),
     }
 }
 
@@ -242,6 +269,20 @@ mod tests {
         assert_eq!(config.upload_dir, PathBuf::from("uploads"));
         assert_eq!(config.missing_chunk_status, 204);
         assert_eq!(config.max_chunk_size, 64 << 20);
+        assert_eq!(config.parameter_namespace, "");
+    }
+
+    #[test]
+    fn the_namespace_is_taken_as_written() {
+        let config = config_from(&[(PARAMETER_NAMESPACE, "up_")]).unwrap();
+        assert_eq!(config.parameter_namespace, "up_");
+        let long = "n".repeat(65);
+        assert_eq!(
+            config_from(&[(PARAMETER_NAMESPACE, &long)])
+                .unwrap_err()
+                .name,
+            PARAMETER_NAMESPACE
+        );
     }
 
     #[test]

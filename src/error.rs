@@ -38,6 +38,11 @@ pub enum Error {
     BodyTooLarge { length: u64, max: u64 },
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The client's view of the upload contradicts what is stored (a resumed upload whose parts
+    /// are gone, or "every chunk was sent" with chunks missing): it must send the file again
+    /// from its first chunk. `missing` names the missing chunks (1-based) when known.
+    #[error("{reason}")]
+    StartOver { reason: String, missing: Vec<u64> },
 }
 
 impl Error {
@@ -54,7 +59,10 @@ impl Error {
             | Error::BodyTooLarge { .. } => 415,
             Error::Store(StoreError::BodyLength { .. } | StoreError::BodyRead(_)) => 422,
             Error::Store(StoreError::NoSpace { .. }) => 503,
+            Error::Store(StoreError::Contradicts(_)) => 400,
+            Error::Store(StoreError::OverLimit(_)) => 415,
             Error::Store(_) => 500,
+            Error::StartOver { .. } => 409,
         }
     }
 
@@ -90,9 +98,12 @@ impl Error {
             Error::Store(StoreError::NoSpace { .. }) => {
                 "the server is out of disk space; retry later".into()
             }
-            Error::Store(StoreError::BodyLength { .. } | StoreError::BodyRead(_)) => {
-                self.to_string()
-            }
+            Error::Store(
+                StoreError::BodyLength { .. }
+                | StoreError::BodyRead(_)
+                | StoreError::Contradicts(_)
+                | StoreError::OverLimit(_),
+            ) => self.to_string(),
             Error::Store(_) => "the server could not store the upload".into(),
             other => other.to_string(),
         }
@@ -176,6 +187,24 @@ mod tests {
                     path: PathBuf::from("/t/x"),
                 }),
                 500,
+                false,
+            ),
+            (
+                Error::Store(StoreError::Contradicts("chunk 2 is short".into())),
+                400,
+                true,
+            ),
+            (
+                Error::Store(StoreError::OverLimit("too big".into())),
+                415,
+                true,
+            ),
+            (
+                Error::StartOver {
+                    reason: "parts are missing".into(),
+                    missing: vec![2],
+                },
+                409,
                 false,
             ),
         ];

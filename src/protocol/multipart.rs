@@ -128,6 +128,7 @@ pub fn read_multipart<T, E>(
         // The clients name their file part differently (`file`, `qqfile`, `files[]`); a part
         // that carries a file name is a file whatever its name.
         if name == FILE_FIELD || field.file_name().is_some() {
+            params.set_file_name(field.file_name());
             let mut reader = FieldReader {
                 field: &mut field,
                 pending: Bytes::new(),

@@ -6,7 +6,7 @@ use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::{fsutil, layout, Result, StoreError};
+use super::{fsutil, layout, BodySize, Result, StoreError};
 use crate::buffer::AlignedBuffer;
 
 const BUFFER: usize = 256 * 1024;
@@ -42,16 +42,19 @@ impl PendingChunk {
         })
     }
 
-    /// Copies the body into the temporary file and checks that it carried exactly `expected`
-    /// bytes: one more byte, or an early end, and the chunk is refused.
-    pub fn write_from(&mut self, body: &mut dyn Read, expected: u64) -> Result<()> {
+    /// Copies the body into the temporary file, checking its length against `size`: one byte
+    /// more than declared, or an early end, and the chunk is refused; a body that says nothing
+    /// of its length (a counted chunk's multipart part) is read to its end, and refused once
+    /// it passes the limit.
+    pub fn write_sized(&mut self, body: &mut dyn Read, size: BodySize) -> Result<()> {
         // Only `publish` takes the file, and it consumes the chunk: it is always here.
         let Some(file) = self.file.as_mut() else {
             return Ok(());
         };
+        let (BodySize::Exactly(bound) | BodySize::AtMost(bound)) = size;
         let mut aligned = AlignedBuffer::new(BUFFER);
         let buffer = aligned.as_mut_slice();
-        let limit = expected.saturating_add(1);
+        let limit = bound.saturating_add(1);
         while self.received < limit {
             let want = (limit - self.received).min(BUFFER as u64) as usize;
             let n = match body.read(&mut buffer[..want]) {
@@ -61,19 +64,24 @@ impl PendingChunk {
                 Err(e) => return Err(StoreError::BodyRead(e)),
             };
             self.received += n as u64;
-            if self.received > expected {
+            if self.received > bound {
                 break;
             }
             file.write_all(&buffer[..n])
                 .map_err(StoreError::io("writing a chunk"))?;
         }
-        if self.received != expected {
-            return Err(StoreError::BodyLength {
-                expected,
-                received: self.received,
-            });
+        match size {
+            BodySize::Exactly(expected) if self.received != expected => {
+                Err(StoreError::BodyLength {
+                    expected,
+                    received: self.received,
+                })
+            }
+            BodySize::AtMost(max) if self.received > max => Err(StoreError::OverLimit(format!(
+                "the chunk is larger than the maximum chunk size of {max} bytes"
+            ))),
+            _ => Ok(()),
         }
-        Ok(())
     }
 
     /// Closes the temporary file and renames it to the part name (atomically replacing an
