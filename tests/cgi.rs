@@ -10,6 +10,12 @@ fn cgi_passes_every_scenario() {
     scenarios::run_all(&Cgi::new());
 }
 
+#[test]
+fn cgi_reads_a_parameter_namespace() {
+    let cgi = Cgi::new().with_env("RESUMABLE_PARAMETER_NAMESPACE", "rjs-");
+    dialects::namespaced_resumable(&cgi, "rjs-");
+}
+
 use std::os::unix::fs::symlink;
 use std::path::Path;
 use std::process::Command;
