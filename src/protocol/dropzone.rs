@@ -27,7 +27,7 @@ impl ChunkDialect for Dropzone {
 
     fn intent(&self, params: &Params, _head: &Head) -> Result<Intent, ParamError> {
         let number = |name: &str| params.number(name, true).map(Option::unwrap_or_default);
-        let identifier = params.text("dzuuid", true)?.unwrap_or_default();
+        let uuid = params.text("dzuuid", true)?.unwrap_or_default();
         let index = number("dzchunkindex")?;
         let count = number("dztotalchunkcount")?;
         let chunk_size = number("dzchunksize")?;
@@ -49,7 +49,9 @@ impl ChunkDialect for Dropzone {
             .to_string();
         Ok(Intent::Counted(CountedChunk {
             dialect: self.name(),
-            identifier,
+            // Apart from other clients' identifiers: a counted upload's completion record is
+            // found by identifier and name alone.
+            identifier: format!("dropzone-{uuid}"),
             filename,
             number: chunk,
             count,
@@ -91,7 +93,10 @@ mod tests {
         let Intent::Counted(chunk) = read(FIELDS, Some("Grüße.bin")).unwrap() else {
             panic!("a counted chunk");
         };
-        assert_eq!(chunk.identifier, "6c2b0b1e-4f0a-4c1d-9a57-0e3f4b1a2c3d");
+        assert_eq!(
+            chunk.identifier,
+            "dropzone-6c2b0b1e-4f0a-4c1d-9a57-0e3f4b1a2c3d"
+        );
         assert_eq!(chunk.filename, "Grüße.bin");
         assert_eq!((chunk.number, chunk.count), (3, 3));
         assert_eq!(chunk.chunk_size, Some(2_000_000));

@@ -11,6 +11,9 @@
 //! (`chunk=0&chunks=1`) sent again with the same size after it completed: that is the retry of
 //! a request whose answer was lost, answered as complete and never published twice.
 //!
+//! An empty file (sent only with `prevent_empty: false`) comes as `chunk=0&chunks=0`: one chunk
+//! that must be empty.
+//!
 //! Without `chunk` and `chunks` (Plupload with chunking off) the request is a plain form upload:
 //! the `name` field and the `file` part with the real file name. It is not recognized here.
 // TODO(issue 11, plain form uploads): that flow should prefer Plupload's `name` field, the name
@@ -44,6 +47,11 @@ impl ChunkDialect for Plupload {
         let name = params.text("name", true)?.unwrap_or_default();
         let index = params.number("chunk", true)?.unwrap_or_default();
         let count = params.number("chunks", true)?.unwrap_or_default();
+        // `ceil(size / chunk_size)` chunks: none for an empty file, which is sent as chunk 0.
+        let (count, chunk_size) = match (index, count) {
+            (0, 0) => (1, Some(0)),
+            _ => (count, None),
+        };
         let number = counted_place(index, count)?;
         Ok(Intent::Counted(CountedChunk {
             dialect: self.name(),
@@ -51,7 +59,7 @@ impl ChunkDialect for Plupload {
             filename: name,
             number,
             count,
-            chunk_size: None,
+            chunk_size,
             first_begins: true,
         }))
     }
@@ -79,6 +87,13 @@ mod tests {
             panic!("a counted chunk")
         };
         assert_eq!((single.number, single.count), (1, 1));
+        let Intent::Counted(empty) = read("name=e.txt&chunk=0&chunks=0").unwrap() else {
+            panic!("a counted chunk")
+        };
+        assert_eq!(
+            (empty.number, empty.count, empty.chunk_size),
+            (1, 1, Some(0))
+        );
     }
 
     #[test]
@@ -95,7 +110,7 @@ mod tests {
     fn lies_are_refused() {
         for query in [
             "name=a&chunk=1&chunks=1",
-            "name=a&chunk=0&chunks=0",
+            "name=a&chunk=1&chunks=0",
             "name=a&chunk=-1&chunks=2",
             "name=&chunk=0&chunks=2",
             "name=a&chunk=18446744073709551615&chunks=18446744073709551615",

@@ -73,6 +73,13 @@ fn repeats(done: &Completion, place: Place, size: u64) -> bool {
 fn resolve(place: Place, size: u64, recorded: Option<Shape>) -> Result<Shape> {
     let Place { number, count, .. } = place;
     let last = number == count;
+    if place.first_begins && number > 1 && recorded.is_none() {
+        // Chunk 1 would set it aside when it comes: refused now rather than lost then.
+        return Err(StoreError::Contradicts(format!(
+            "chunk {number} of {count} arrived before the file's first chunk (chunks must be \
+             sent in order from the first)"
+        )));
+    }
     let chunk_size = match place.chunk_size.or(recorded.map(|s| s.chunk_size)) {
         Some(chunk_size) => chunk_size,
         // Every chunk before the last is exactly the chunk size.
@@ -81,7 +88,7 @@ fn resolve(place: Place, size: u64, recorded: Option<Shape>) -> Result<Shape> {
         None => {
             return Err(StoreError::Contradicts(format!(
                 "chunk {number} of {count} is the last, but no earlier chunk of the file is \
-                 stored to tell its chunk size (chunks must start with the first)"
+                 stored to tell its chunk size"
             )))
         }
     };
@@ -187,6 +194,7 @@ mod tests {
         refused(place(3, 3, None), 11, shape(10, None));
         refused(place(3, 3, None), 0, shape(10, None));
         refused(place(3, 3, None), 5, None);
+        refused(place(2, 3, None), 10, None);
         refused(place(1, 3, None), 0, None);
         refused(place(3, 3, None), 5, shape(10, Some(24)));
         refused(place(1, 1, Some(10)), 11, None);

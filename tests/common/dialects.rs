@@ -143,10 +143,11 @@ impl ChunkedFile {
                 fields.push(pair("qquuid", self.uuid.clone()));
                 return fields;
             }
+            // ceil(size / chunk size): 0 for an empty file
             Dialect::Plupload | Dialect::PluploadOctet => fields.extend([
                 pair("name", self.name.clone()),
                 pair("chunk", index.to_string()),
-                pair("chunks", self.count().to_string()),
+                pair("chunks", total.div_ceil(self.chunk_size).to_string()),
             ]),
         }
         fields.extend(self.extra.iter().cloned());

@@ -405,7 +405,9 @@ case("fu-finish-with-file", 400, query=qs([("qquuid", "fu-f"), ("qqfilename", "n
 case("fu-resume-of-nothing", 409, query=qs(fu(qqpartindex="1", qqpartbyteoffset="5", qqchunksize="5", qqtotalparts="2",
                                                 qqtotalfilesize="10", qquuid="fu-gone") + [("qqresume", "true")]))
 case("plupload-chunk-at-count", 400, query=qs(pl(chunk="1")))
-case("plupload-chunks-zero", 400, query=qs(pl(chunks="0")))
+# An empty file is chunk 0 of 0 (Plupload counts ceil(size / chunk_size) chunks): empty only.
+case("plupload-chunks-zero-empty-file", 200, query=qs(pl(name="zero.txt", chunks="0")), body="")
+case("plupload-chunks-zero-not-empty", 400, query=qs(pl(name="zero2.txt", chunks="0")))
 case("plupload-chunk-u64", 400, query=qs(pl(chunk=U64, chunks=U64)))
 case("plupload-before-chunk-0", 400, query=qs(pl(name="never-began.txt", chunk="1", chunks="3")))
 case("plupload-last-before-chunk-0", 400, query=qs(pl(name="never-began2.txt", chunk="2", chunks="3")))
