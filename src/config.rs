@@ -47,8 +47,8 @@ pub const DOCUMENTED: &[(&str, &str, &str)] = &[
     ),
     (
         PARAMETER_NAMESPACE,
-        "",
-        "the prefix a resumable.js page sets as parameterNamespace",
+        "none",
+        "the prefix a resumable.js page sets as parameterNamespace; fields are read with or without it",
     ),
 ];
 

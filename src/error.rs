@@ -5,7 +5,10 @@
 //! published sources): 415 stops the file for every client (in `permanentErrors`); 400 is
 //! fatal for resumable.js too, so a request that can never succeed is not retried 100 times;
 //! 422 is retried by resumable.js and fatal for none, fitting a chunk damaged in transit; 503
-//! means "try again" (a full disk); 500 only ever means a broken installation.
+//! means "try again" (a full disk); 500 only ever means a broken installation. 409 goes only to
+//! Fine Uploader (a resumed or finished upload whose parts are gone), whose body then says
+//! `"reset": true` so that it sends the file again from its first part; Dropzone and Plupload
+//! treat every failure alike.
 
 use crate::config::ConfigError;
 use crate::protocol::multipart::MultipartError;
