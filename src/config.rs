@@ -15,6 +15,7 @@ pub const MAX_FILE_UPLOADS: &str = "RESUMABLE_MAX_FILE_UPLOADS";
 pub const MAX_POST_SIZE: &str = "RESUMABLE_MAX_POST_SIZE";
 pub const FORM_REDIRECT: &str = "RESUMABLE_FORM_REDIRECT";
 pub const PUBLIC_URL: &str = "RESUMABLE_PUBLIC_URL";
+pub const PARAMETER_NAMESPACE: &str = "RESUMABLE_PARAMETER_NAMESPACE";
 
 /// Every setting with its default and meaning, for `--help` and the man page.
 pub const DOCUMENTED: &[(&str, &str, &str)] = &[
@@ -78,6 +79,11 @@ pub const DOCUMENTED: &[(&str, &str, &str)] = &[
         "none",
         "URL prefix of the upload dir; answers then carry each file's \"url\"",
     ),
+    (
+        PARAMETER_NAMESPACE,
+        "none",
+        "the prefix a resumable.js page sets as parameterNamespace; fields are read with or without it",
+    ),
 ];
 
 /// Every name this program reads; a FastCGI param may override exactly these.
@@ -92,6 +98,7 @@ pub const ALL_NAMES: &[&str] = &[
     MAX_POST_SIZE,
     FORM_REDIRECT,
     PUBLIC_URL,
+    PARAMETER_NAMESPACE,
 ];
 
 const DEFAULT_MAX_FILE_SIZE: u64 = 10 << 30;
@@ -118,6 +125,8 @@ pub struct Config {
     pub form_redirect: Option<String>,
     /// The URL the upload dir is served under, ending in `/`: answers then carry file URLs.
     pub public_url: Option<String>,
+    /// resumable.js `parameterNamespace`: a prefix on every field name (empty: none).
+    pub parameter_namespace: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -249,6 +258,7 @@ impl Config {
                 }
                 prefix
             }),
+            parameter_namespace: namespace(text(PARAMETER_NAMESPACE)?)?,
         };
         Ok(config)
     }
@@ -266,6 +276,23 @@ impl Config {
             .saturating_mul(2)
             .min(self.max_file_size.max(1));
         largest_chunk.saturating_add(MULTIPART_OVERHEAD)
+    }
+}
+
+/// Longest `RESUMABLE_PARAMETER_NAMESPACE`: a prefix on field names, not a place for data.
+const MAX_NAMESPACE: usize = 64;
+
+fn namespace(value: Option<String>) -> Result<String, ConfigError> {
+    match value {
+        None => Ok(String::new()),
+        Some(value) if value.len() <= MAX_NAMESPACE && !value.chars().any(char::is_control) => {
+            Ok(value)
+        }
+        Some(value) => Err(ConfigError {
+            name: PARAMETER_NAMESPACE,
+            value,
+            reason: "expected the parameterNamespace of the page: at most 64 bytes, no control characters",
+        }),
     }
 }
 
@@ -349,6 +376,7 @@ mod tests {
         assert_eq!(config.max_file_uploads, 20);
         assert_eq!(config.max_post_size, config.max_file_size);
         assert_eq!((config.form_redirect, config.public_url), (None, None));
+        assert_eq!(config.parameter_namespace, "");
     }
 
     #[test]
@@ -382,6 +410,19 @@ mod tests {
         ] {
             assert_eq!(config_from(&[(name, bad)]).unwrap_err().name, name, "{bad}");
         }
+    }
+
+    #[test]
+    fn the_namespace_is_taken_as_written() {
+        let config = config_from(&[(PARAMETER_NAMESPACE, "up_")]).unwrap();
+        assert_eq!(config.parameter_namespace, "up_");
+        let long = "n".repeat(65);
+        assert_eq!(
+            config_from(&[(PARAMETER_NAMESPACE, &long)])
+                .unwrap_err()
+                .name,
+            PARAMETER_NAMESPACE
+        );
     }
 
     #[test]

@@ -5,7 +5,10 @@
 //! published sources): 415 stops the file for every client (in `permanentErrors`); 400 is
 //! fatal for resumable.js too, so a request that can never succeed is not retried 100 times;
 //! 422 is retried by resumable.js and fatal for none, fitting a chunk damaged in transit; 503
-//! means "try again" (a full disk); 500 only ever means a broken installation.
+//! means "try again" (a full disk); 500 only ever means a broken installation. 409 goes only to
+//! Fine Uploader (a resumed or finished upload whose parts are gone), whose body then says
+//! `"reset": true` so that it sends the file again from its first part; Dropzone and Plupload
+//! treat every failure alike.
 
 use crate::config::ConfigError;
 use crate::protocol::multipart::MultipartError;
@@ -45,6 +48,11 @@ pub enum Error {
     PostTooLarge { length: Option<u64>, max: u64 },
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The client's view of the upload contradicts what is stored (a resumed upload whose parts
+    /// are gone, or "every chunk was sent" with chunks missing): it must send the file again
+    /// from its first chunk. `missing` names the missing chunks (1-based) when known.
+    #[error("{reason}")]
+    StartOver { reason: String, missing: Vec<u64> },
 }
 
 impl Error {
@@ -62,7 +70,10 @@ impl Error {
             Error::PostTooLarge { .. } => 413,
             Error::Store(StoreError::BodyLength { .. } | StoreError::BodyRead(_)) => 422,
             Error::Store(StoreError::NoSpace { .. }) => 503,
+            Error::Store(StoreError::Contradicts(_)) => 400,
+            Error::Store(StoreError::OverLimit(_)) => 415,
             Error::Store(_) => 500,
+            Error::StartOver { .. } => 409,
         }
     }
 
@@ -105,9 +116,12 @@ impl Error {
             Error::Store(StoreError::NoSpace { .. }) => {
                 "the server is out of disk space; retry later".into()
             }
-            Error::Store(StoreError::BodyLength { .. } | StoreError::BodyRead(_)) => {
-                self.to_string()
-            }
+            Error::Store(
+                StoreError::BodyLength { .. }
+                | StoreError::BodyRead(_)
+                | StoreError::Contradicts(_)
+                | StoreError::OverLimit(_),
+            ) => self.to_string(),
             Error::Store(_) => "the server could not store the upload".into(),
             other => other.to_string(),
         }
@@ -207,6 +221,24 @@ mod tests {
                     path: PathBuf::from("/t/x"),
                 }),
                 500,
+                false,
+            ),
+            (
+                Error::Store(StoreError::Contradicts("chunk 2 is short".into())),
+                400,
+                true,
+            ),
+            (
+                Error::Store(StoreError::OverLimit("too big".into())),
+                415,
+                true,
+            ),
+            (
+                Error::StartOver {
+                    reason: "parts are missing".into(),
+                    missing: vec![2],
+                },
+                409,
                 false,
             ),
         ];

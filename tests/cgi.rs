@@ -10,6 +10,12 @@ fn cgi_passes_every_scenario() {
     scenarios::run_all(&Cgi::new());
 }
 
+#[test]
+fn cgi_reads_a_parameter_namespace() {
+    let cgi = Cgi::new().with_env("RESUMABLE_PARAMETER_NAMESPACE", "rjs-");
+    dialects::namespaced_resumable(&cgi, "rjs-");
+}
+
 use std::os::unix::fs::symlink;
 use std::path::Path;
 use std::process::Command;
@@ -363,9 +369,14 @@ fn a_large_chunk_streams_in_constant_memory() {
     use std::io::Write;
     let size: u64 = 256 << 20;
     let cgi = Cgi::new().with_env("RESUMABLE_MAX_CHUNK_SIZE", "512M");
-    for multipart in [false, true] {
-        let name = format!("big-{multipart}.bin");
-        let params = vec![
+    // (label, multipart, Plupload: a counted chunk whose length only the multipart part tells)
+    for (label, multipart, plupload) in [
+        ("octet", false, false),
+        ("multipart", true, false),
+        ("plupload", true, true),
+    ] {
+        let name = format!("big-{label}.bin");
+        let mut params = vec![
             ("resumableChunkNumber".to_string(), "1".to_string()),
             ("resumableChunkSize".into(), size.to_string()),
             ("resumableCurrentChunkSize".into(), size.to_string()),
@@ -380,6 +391,13 @@ fn a_large_chunk_streams_in_constant_memory() {
             ("resumableRelativePath".into(), name.clone()),
             ("resumableTotalChunks".into(), "1".into()),
         ];
+        if plupload {
+            params = vec![
+                ("name".into(), name.clone()),
+                ("chunk".into(), "0".into()),
+                ("chunks".into(), "1".into()),
+            ];
+        }
         let body_path = cgi.dirs.root.path().join("body");
         let mut body = std::io::BufWriter::new(std::fs::File::create(&body_path).unwrap());
         let (head, tail) = if multipart {
@@ -426,8 +444,7 @@ fn a_large_chunk_streams_in_constant_memory() {
         let (status, max_rss_kib) = wait_with_peak_rss(child.id() as i32);
         assert_eq!(status, 0);
         eprintln!(
-            "{}: {} MiB chunk, peak RSS {max_rss_kib} KiB",
-            if multipart { "multipart" } else { "octet" },
+            "{label}: {} MiB chunk, peak RSS {max_rss_kib} KiB",
             size >> 20
         );
         assert!(

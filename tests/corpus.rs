@@ -349,7 +349,7 @@ fn symlinks_at_the_stores_own_names_are_never_followed() {
 #[test]
 fn fuzz_seeds_and_kept_crashes_replay_cleanly() {
     use resumable_cgi::protocol::multipart::read_multipart;
-    use resumable_cgi::protocol::{ChunkRequest, Params};
+    use resumable_cgi::protocol::{Intent, Params};
     use resumable_cgi::store::layout;
     use std::io::Cursor;
 
@@ -378,11 +378,15 @@ fn fuzz_seeds_and_kept_crashes_replay_cleanly() {
             let (name, value) = line.split_once('=').unwrap_or((line, ""));
             params.push(name.to_string(), value.to_string());
         }
-        if let Ok(chunk) = ChunkRequest::from_params(&params) {
-            let dir = layout::upload_dir_name(&chunk.identifier);
+        if let Ok(intent) = Intent::from_params(&params) {
+            let (identifier, filename) = intent.names();
+            let dir = layout::upload_dir_name(identifier);
             assert!(!dir.contains('/') && dir != ".." && dir.len() <= 255);
-            let (folders, file) =
-                layout::published_path(&chunk.filename, chunk.relative_path.as_deref());
+            let relative_path = match &intent {
+                Intent::Chunk(chunk) => chunk.relative_path.as_deref(),
+                _ => None,
+            };
+            let (folders, file) = layout::published_path(filename, relative_path);
             for c in folders.iter().chain(std::iter::once(&file)) {
                 assert!(c != ".." && !c.starts_with('.') && !c.contains('/'));
             }

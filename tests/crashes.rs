@@ -23,6 +23,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::dialects::{ChunkedFile, Dialect};
 use common::*;
 use reliability::*;
 use serde_json::Value;
@@ -434,6 +435,82 @@ fn sigkill_at_every_named_point_then_the_client_recovers() {
             point.name
         );
     }
+}
+
+/// Dropzone (chunks in any order) and Plupload (in order, counted from chunk 0): the request
+/// that completes the upload killed at every named point (for counted chunks the second
+/// renameat is the shape's record), or a random chunk's killed while its body streams in, then
+/// retried at once, as these clients retry (they send no test requests).
+#[test]
+fn counted_chunks_killed_then_retried() {
+    require_strace();
+    let mut killed_count = 0;
+    let faults = POINTS
+        .iter()
+        .map(|point| Fault::At(*point))
+        .chain([Fault::WhileStreaming]);
+    for (i, fault) in faults.enumerate() {
+        for dialect in [Dialect::Dropzone, Dialect::Plupload] {
+            for t in 0..trials(2) as u64 {
+                killed_count += counted_trial(fault, dialect, 50_000 + 100 * i as u64 + t);
+            }
+        }
+    }
+    eprintln!("counted chunks: {killed_count} processes killed");
+}
+
+/// One counted upload; the victim request is killed by `fault` and retried. Returns 1 if the
+/// victim was killed.
+fn counted_trial(fault: Fault, dialect: Dialect, seed: u64) -> usize {
+    let mut rng = Rng::new(seed);
+    let cgi = Cgi::new();
+    let name = format!("crash-{dialect:?}-{seed}.bin");
+    let data = pseudo_random((4 * CHUNK + 1 + rng.below(CHUNK - 1)) as usize, seed);
+    let file = ChunkedFile::new(dialect, &name, data, CHUNK);
+    let mut order: Vec<u64> = (0..file.count()).collect();
+    if dialect.any_order() {
+        rng.shuffle(&mut order);
+    }
+    let victim = match fault {
+        Fault::At(point) if point.completing => order.len() - 1,
+        _ => rng.below(order.len() as u64) as usize,
+    };
+    let context = format!("{fault:?} seed {seed} {dialect:?} order {order:?}");
+    let watcher = Watcher::start(
+        cgi.dirs.uploads.clone(),
+        file.data.len() as u64,
+        file.sha256(),
+    );
+    let mut last = None;
+    let mut was_killed = 0;
+    for (position, &index) in order.iter().enumerate() {
+        let request = file.request(index);
+        if position == victim {
+            let status = match fault {
+                Fault::At(point) => {
+                    run_to_end(under_strace(&cgi, &request, point), &request.body).0
+                }
+                _ => kill_while_streaming(&cgi, &request, 3 + rng.below(46) as usize, &context),
+            };
+            assert!(killed(&status), "{context}: not killed ({status:?})");
+            was_killed = 1;
+        }
+        let response = cgi.send(&request);
+        assert_eq!(
+            response.status,
+            200,
+            "{context}: {}",
+            String::from_utf8_lossy(&response.body)
+        );
+        last = Some(response.json());
+    }
+    let (looks, problems) = watcher.finish();
+    assert!(problems.is_empty() && looks > 0, "{context}: {problems:?}");
+    let last = last.expect("a final answer");
+    assert_eq!(last["complete"], Value::Bool(true), "{context}: {last}");
+    assert_exactly_one_copy(&cgi.dirs.uploads, &file, &name, &context);
+    assert_clean(&cgi.dirs.temp, &cgi.dirs.uploads, &context);
+    was_killed
 }
 
 #[test]

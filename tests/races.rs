@@ -12,6 +12,7 @@ use std::path::Path;
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::Duration;
 
+use common::dialects::{ChunkedFile, Dialect};
 use common::*;
 use reliability::*;
 use serde_json::Value;
@@ -25,8 +26,8 @@ struct Answer {
     response: TestResponse,
 }
 
-fn uploads_for_round(round: u64, rng: &mut Rng) -> Vec<Upload> {
-    let mut uploads = Vec::new();
+fn uploads_for_round(round: u64, rng: &mut Rng) -> Vec<Box<dyn Chunked>> {
+    let mut uploads: Vec<Box<dyn Chunked>> = Vec::new();
     for i in 0..10u64 {
         let client = ALL_CLIENTS[(i % ALL_CLIENTS.len() as u64) as usize];
         let chunk = 512 + 256 * rng.below(3);
@@ -40,7 +41,23 @@ fn uploads_for_round(round: u64, rng: &mut Rng) -> Vec<Upload> {
             chunk,
         );
         upload.force_chunk_size = i % 3 == 0;
-        uploads.push(upload);
+        uploads.push(Box::new(upload));
+    }
+    // Clients whose chunks are counted (Dropzone) or sized per part (Fine Uploader).
+    for (i, dialect) in [
+        Dialect::Dropzone,
+        Dialect::Dropzone,
+        Dialect::FineUploader,
+        Dialect::FineUploaderOctet,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let chunk = 512 + 256 * rng.below(3);
+        let size = (20 + rng.below(20)) * chunk + 1 + rng.below(chunk);
+        let data = pseudo_random(size as usize, round * 100 + 20 + i as u64);
+        let name = format!("r{round}-{dialect:?}-{i}.bin");
+        uploads.push(Box::new(ChunkedFile::new(dialect, &name, data, chunk)));
     }
     // Two users with the same default identifier and file name: separate uploads.
     for (i, user) in ["alice", "bob"].into_iter().enumerate() {
@@ -52,7 +69,7 @@ fn uploads_for_round(round: u64, rng: &mut Rng) -> Vec<Upload> {
         );
         upload.identifier = format!("same-{round}");
         upload.remote_user = Some(user.into());
-        uploads.push(upload);
+        uploads.push(Box::new(upload));
     }
     uploads
 }
@@ -169,7 +186,7 @@ fn round_on(send: Sender, temp: &Path, uploads_dir: &Path, round: u64) -> usize 
             completed_now.get(&file),
             Some(&1),
             "round {round}: {} assembled exactly once",
-            upload.filename
+            upload.filename()
         );
         let name = &names[&file];
         let stored = std::fs::read(uploads_dir.join(name)).expect("published");
@@ -199,7 +216,7 @@ fn hundreds_of_chunks_in_random_order_across_many_processes() {
     for r in 0..rounds as u64 {
         total += round(&cgi, r);
     }
-    eprintln!("{rounds} rounds, {total} CGI requests, 12 files per round");
+    eprintln!("{rounds} rounds, {total} CGI requests, 16 files per round");
 }
 
 /// The same rounds across three FastCGI worker processes (4 threads each) and CGI processes,
@@ -243,4 +260,54 @@ fn the_same_across_fastcgi_worker_processes_and_cgi_sharing_the_dirs() {
         worker.assert_no_panic();
     }
     eprintln!("{rounds} rounds, {total} requests over 3 FastCGI processes and CGI");
+}
+
+/// Plupload sends a file's chunks in order, but a retried chunk can race its first attempt:
+/// every chunk of four files sent three times at once, in as many processes, chunk after
+/// chunk. Each file is assembled exactly once, from its own bytes, and nothing is left over.
+#[test]
+fn plupload_retries_racing_in_separate_processes() {
+    let cgi = Cgi::new();
+    for round in 0..trials(2) as u64 {
+        let files: Vec<ChunkedFile> = (0..4u64)
+            .map(|i| {
+                let dialect = [Dialect::Plupload, Dialect::PluploadOctet][i as usize % 2];
+                let size = 6 * 700 + 1 + 97 * i as usize;
+                let data = pseudo_random(size, round * 10 + i);
+                ChunkedFile::new(dialect, &format!("p{round}-{i}.bin"), data, 700)
+            })
+            .collect();
+        let copies = 3;
+        let mut completed_now = vec![0; files.len()];
+        for index in 0..files[0].count() {
+            let barrier = Arc::new(Barrier::new(files.len() * copies));
+            let answers: Vec<(usize, TestResponse)> = std::thread::scope(|scope| {
+                let handles: Vec<_> = (0..files.len() * copies)
+                    .map(|n| {
+                        let (barrier, cgi, files) = (barrier.clone(), &cgi, &files);
+                        let file = n % files.len();
+                        scope.spawn(move || {
+                            let request = files[file].request(index);
+                            (file, run_cgi(cgi, &request, Some(&barrier)))
+                        })
+                    })
+                    .collect();
+                handles.into_iter().map(|h| h.join().unwrap()).collect()
+            });
+            for (file, response) in answers {
+                let json = response.json();
+                assert_eq!(response.status, 200, "chunk {index} of file {file}: {json}");
+                if json["completedNow"] == Value::Bool(true) {
+                    completed_now[file] += 1;
+                }
+            }
+        }
+        assert_eq!(completed_now, vec![1; files.len()], "each assembled once");
+        for file in &files {
+            let stored = std::fs::read(cgi.dirs.uploads.join(&file.name)).expect("published");
+            assert_eq!(sha256_hex(&stored), sha256_hex(&file.data), "{}", file.name);
+        }
+    }
+    assert_clean(&cgi.dirs.temp, &cgi.dirs.uploads, "plupload races");
+    assert_eq!(published_files(&cgi.dirs.uploads).len(), 4 * trials(2));
 }

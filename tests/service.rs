@@ -99,6 +99,19 @@ fn in_process_passes_every_scenario() {
     scenarios::run_all(&InProcess::new());
 }
 
+/// resumable.js `parameterNamespace` with RESUMABLE_PARAMETER_NAMESPACE set to the same prefix
+/// (and every other scenario still passing beside it).
+#[test]
+fn a_parameter_namespace_is_read_through() {
+    // Without the setting, namespaced fields name nothing.
+    let upload = Upload::new(Client::Resumable, "ns.bin", pseudo_random(10, 1), 1000);
+    let request = dialects::namespaced_request(&upload, 1, "up_", &[]);
+    assert_eq!(InProcess::new().send(&request).status, 400);
+    let endpoint = InProcess::with(&[("RESUMABLE_PARAMETER_NAMESPACE", "up_")]);
+    dialects::namespaced_resumable(&endpoint, "up_");
+    scenarios::run_all(&endpoint);
+}
+
 /// One row of a method's table: a request and what the answer must be.
 struct Case {
     name: &'static str,

@@ -51,6 +51,11 @@ pub enum GeometryError {
         number: u64,
         total_chunks: u64,
     },
+    /// The byte offset the client sent is not where its chunk number starts.
+    OffsetContradicts {
+        offset: u64,
+        number: u64,
+    },
 }
 
 impl fmt::Display for GeometryError {
@@ -91,6 +96,9 @@ impl fmt::Display for GeometryError {
                 f,
                 "chunk {number} contradicts the declared chunk count {total_chunks}"
             ),
+            GeometryError::OffsetContradicts { offset, number } => {
+                write!(f, "byte offset {offset} is not where chunk {number} starts")
+            }
         }
     }
 }
@@ -151,6 +159,38 @@ impl Geometry {
             total_size,
             start,
         })
+    }
+
+    /// [`Geometry::check`] for clients whose last chunk is never longer than the chunk size
+    /// (Fine Uploader): their chunk count is exact, `max(1, ceil(total / chunk size))`, and
+    /// must be the one sent.
+    pub fn check_ceil(
+        number: u64,
+        chunk_size: u64,
+        size: u64,
+        total_size: u64,
+        total_chunks: u64,
+    ) -> Result<Geometry, GeometryError> {
+        let geometry = Geometry::check(number, chunk_size, size, total_size, Some(total_chunks))?;
+        if total_size.div_ceil(chunk_size).max(1) != total_chunks || number > total_chunks {
+            return Err(GeometryError::TotalChunksContradicts {
+                number,
+                total_chunks,
+            });
+        }
+        Ok(geometry)
+    }
+
+    /// Checks a byte offset the client sent beside the chunk number.
+    pub fn check_offset(&self, offset: u64) -> Result<(), GeometryError> {
+        if offset == self.start {
+            Ok(())
+        } else {
+            Err(GeometryError::OffsetContradicts {
+                offset,
+                number: self.number,
+            })
+        }
     }
 
     pub fn is_last(&self) -> bool {
@@ -241,6 +281,25 @@ mod tests {
             let error = Geometry::check(number, chunk, size, total, count).unwrap_err();
             assert_eq!(discriminant(&error), discriminant(&expected), "{error:?}");
         }
+    }
+
+    #[test]
+    fn ceil_mode_counts_are_exact() {
+        // 25 bytes in parts of 10: 10, 10, 5.
+        Geometry::check_ceil(3, 10, 5, 25, 3).unwrap();
+        Geometry::check_ceil(1, 10, 0, 0, 1).unwrap();
+        for (number, size, count) in [(3, 5, 4), (3, 5, 2), (2, 15, 2), (4, 5, 3)] {
+            assert!(
+                Geometry::check_ceil(number, 10, size, 25, count).is_err(),
+                "{number} {size} {count}"
+            );
+        }
+        let g = Geometry::check_ceil(2, 10, 10, 25, 3).unwrap();
+        g.check_offset(10).unwrap();
+        assert!(matches!(
+            g.check_offset(9),
+            Err(GeometryError::OffsetContradicts { .. })
+        ));
     }
 
     #[test]

@@ -1,12 +1,15 @@
 //! Turning a request into a validated, transport-neutral intent: which client dialect it speaks
 //! (the registry below), what chunk it describes, and the answer body that client needs.
 
+pub mod dropzone;
+pub mod fine_uploader;
 pub mod flow;
 pub mod form;
 pub mod geometry;
 pub mod multipart;
 mod named_fields;
 pub mod params;
+pub mod plupload;
 pub mod resumable;
 pub mod unprefixed;
 
@@ -20,9 +23,17 @@ use crate::request::{Head, Response};
 
 /// Every chunked dialect the endpoint speaks, in the order they are tried. A request belongs to
 /// the first whose [`ChunkDialect::recognizes`] says yes; a new client is one module and one
-/// line here.
-pub static DIALECTS: &[&dyn ChunkDialect] =
-    &[&resumable::RESUMABLE, &flow::FLOW, &unprefixed::UNPREFIXED];
+/// line here. Each is told by a field only its client sends (`resumableIdentifier`, `dzuuid`,
+/// `qquuid`, ...); Plupload's `name`/`chunk`/`chunks` and the unprefixed `identifier` are
+/// common words a page may add to another client's request as extra fields, so they come last.
+pub static DIALECTS: &[&dyn ChunkDialect] = &[
+    &resumable::RESUMABLE,
+    &flow::FLOW,
+    &dropzone::DROPZONE,
+    &fine_uploader::FINE_UPLOADER,
+    &plupload::PLUPLOAD,
+    &unprefixed::UNPREFIXED,
+];
 
 /// The dialect of a request, from its parameters (query and the text fields before the file
 /// part) and headers.
@@ -41,8 +52,18 @@ pub trait ChunkDialect: Sync {
     /// Whether these parameters and headers are this client's.
     fn recognizes(&self, params: &Params, head: &Head) -> bool;
 
-    /// The chunk the request carries, or asks about, validated.
-    fn chunk(&self, params: &Params, head: &Head) -> Result<ChunkRequest, ParamError>;
+    /// The chunk the request carries, or asks about, validated, for clients that declare their
+    /// chunks' sizes (resumable.js, flow.js, Fine Uploader). Other clients describe their
+    /// requests through [`ChunkDialect::intent`] alone.
+    fn chunk(&self, _params: &Params, _head: &Head) -> Result<ChunkRequest, ParamError> {
+        Err(ParamError::NotAChunk(self.name()))
+    }
+
+    /// What the request asks for, validated: by default, the chunk [`ChunkDialect::chunk`]
+    /// reads.
+    fn intent(&self, params: &Params, head: &Head) -> Result<Intent, ParamError> {
+        self.chunk(params, head).map(Intent::Chunk)
+    }
 
     /// The answer to a chunk or test request that succeeded, in the shape this client reads.
     fn answer(&self, outcome: &Outcome) -> Response {
@@ -66,16 +87,79 @@ pub struct ChunkRequest {
     pub relative_path: Option<String>,
     pub geometry: Geometry,
     pub total_chunks: Option<u64>,
+    /// The client says earlier chunks of this upload are already stored (Fine Uploader's
+    /// `qqresume` on the first request of a resumed upload).
+    pub resumed: bool,
 }
 
 impl ChunkRequest {
     /// The chunk described by `params` in whichever registered dialect they are.
     pub fn from_params(params: &Params) -> Result<ChunkRequest, ParamError> {
+        match Intent::from_params(params)? {
+            Intent::Chunk(chunk) => Ok(chunk),
+            Intent::Counted(CountedChunk { dialect, .. })
+            | Intent::Finish(FinishRequest { dialect, .. }) => Err(ParamError::NotAChunk(dialect)),
+        }
+    }
+}
+
+/// What a request asks for, validated and transport-neutral.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Intent {
+    /// Store a chunk whose sizes the client declared (or, without a file, test for it).
+    Chunk(ChunkRequest),
+    /// Store a chunk the client knows only by its place among the file's chunks.
+    Counted(CountedChunk),
+    /// The client says it sent every chunk (Fine Uploader's chunking success request).
+    Finish(FinishRequest),
+}
+
+impl Intent {
+    /// The intent of `params` in whichever registered dialect they are.
+    pub fn from_params(params: &Params) -> Result<Intent, ParamError> {
         let head = Head::default();
         detect(params, &head)
             .ok_or(ParamError::NoDialect)?
-            .chunk(params, &head)
+            .intent(params, &head)
     }
+
+    /// The identifier and file name the store derives names from.
+    pub fn names(&self) -> (&str, &str) {
+        match self {
+            Intent::Chunk(c) => (&c.identifier, &c.filename),
+            Intent::Counted(c) => (&c.identifier, &c.filename),
+            Intent::Finish(f) => (&f.identifier, &f.filename),
+        }
+    }
+}
+
+/// A chunk known by its place among its file's chunks (Dropzone, Plupload): every chunk but
+/// the last is exactly the chunk size, the last at most that; its size is the body's, and
+/// the total is known once the last chunk is stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CountedChunk {
+    pub dialect: &'static str,
+    pub identifier: String,
+    pub filename: String,
+    /// 1-based, at most `count`.
+    pub number: u64,
+    pub count: u64,
+    /// The chunk size when the client sends it (Dropzone); otherwise the upload's first chunk
+    /// tells it (Plupload).
+    pub chunk_size: Option<u64>,
+    /// Chunk 1 begins a new upload under this identifier and name, setting aside what an
+    /// earlier one left: for a client with no upload id whose chunks arrive in order.
+    pub first_begins: bool,
+}
+
+/// "Every chunk was sent": complete the upload if its chunks are stored, else name the missing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FinishRequest {
+    pub dialect: &'static str,
+    pub identifier: String,
+    pub filename: String,
+    pub total_size: u64,
+    pub total_chunks: u64,
 }
 
 /// A finished upload as the client is told about it.

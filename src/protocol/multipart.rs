@@ -291,9 +291,13 @@ pub fn read_multipart<T, E>(
     let mut reader = MultipartReader::new(body, content_type, limit)?;
     match reader.read_fields(params)? {
         None => Ok(None),
-        Some(file) => reader
-            .take_only_file(file, |f| on_file(params, f))
-            .map(Some),
+        Some(file) => {
+            // Some clients name the file only in the part's `filename` attribute.
+            params.set_file_name(file.filename());
+            reader
+                .take_only_file(file, |f| on_file(params, f))
+                .map(Some)
+        }
     }
 }
 

@@ -57,6 +57,7 @@ impl ChunkDialect for PrefixedFields {
             relative_path,
             geometry,
             total_chunks,
+            resumed: false,
         })
     }
 }

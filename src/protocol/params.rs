@@ -28,6 +28,13 @@ pub enum ParamError {
         name: String,
     },
     Geometry(GeometryError),
+    /// The dialect's requests do not describe a chunk by its sizes (Dropzone, Plupload: their
+    /// chunks are counted, see [`super::Intent::Counted`]).
+    NotAChunk(&'static str),
+    /// A request of a client that sends no test requests, with nothing to store.
+    NotATest(&'static str),
+    /// A request that says every chunk was sent, carrying a file.
+    UnexpectedFile(&'static str),
 }
 
 impl fmt::Display for ParamError {
@@ -55,6 +62,17 @@ impl fmt::Display for ParamError {
                 write!(f, "parameter {name} was sent twice with different values")
             }
             ParamError::Geometry(e) => write!(f, "{e}"),
+            ParamError::NotAChunk(dialect) => {
+                write!(f, "a {dialect} request does not declare its chunk's sizes")
+            }
+            ParamError::UnexpectedFile(dialect) => write!(
+                f,
+                "this {dialect} request says every chunk was sent, but it carries a file"
+            ),
+            ParamError::NotATest(dialect) => write!(
+                f,
+                "{dialect} sends no test requests, and this request carries no file"
+            ),
         }
     }
 }
@@ -72,13 +90,54 @@ impl std::error::Error for ParamError {
 #[derive(Debug, Default, Clone)]
 pub struct Params {
     pairs: Vec<(String, String)>,
+    /// resumable.js `parameterNamespace`: `<namespace><name>` is read as `<name>` too.
+    namespace: String,
+    /// The `filename` of the multipart file part, once it has started (Dropzone names its
+    /// file only there).
+    file_name: Option<String>,
 }
 
 impl Params {
     pub fn from_query(query: &str) -> Params {
         // serde_urlencoded decodes `+` and percent-escapes; invalid UTF-8 becomes U+FFFD.
         let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).unwrap_or_default();
-        Params { pairs }
+        Params {
+            pairs,
+            ..Params::default()
+        }
+    }
+
+    /// Reads `<namespace><name>` as `<name>` as well (RESUMABLE_PARAMETER_NAMESPACE), so a page
+    /// that namespaces its fields and one that does not both work. Both spellings of one name
+    /// must then agree, like any repeated name.
+    pub fn with_namespace(mut self, namespace: &str) -> Params {
+        self.namespace = namespace.to_string();
+        self
+    }
+
+    /// Records the `filename` of the file part (none: the part had no filename attribute).
+    pub fn set_file_name(&mut self, file_name: Option<&str>) {
+        self.file_name = file_name.map(str::to_string);
+    }
+
+    /// The file part's `filename`, empty or longer than [`MAX_TEXT_PARAM`] counting as absent.
+    pub fn file_name(&self) -> Option<&str> {
+        self.file_name
+            .as_deref()
+            .filter(|name| !name.is_empty() && name.len() <= MAX_TEXT_PARAM)
+    }
+
+    fn is_named(&self, pair_name: &str, name: &str) -> bool {
+        pair_name == name
+            || (!self.namespace.is_empty()
+                && pair_name
+                    .strip_prefix(self.namespace.as_str())
+                    .is_some_and(|rest| rest == name))
+    }
+
+    /// Every name/value pair, in arrival order.
+    pub fn pairs(&self) -> &[(String, String)] {
+        &self.pairs
     }
 
     pub fn push(&mut self, name: String, value: String) {
@@ -90,7 +149,7 @@ impl Params {
     pub fn get(&self, name: &str) -> Result<Option<&str>, ParamError> {
         let mut found: Option<&str> = None;
         for (n, v) in &self.pairs {
-            if n == name {
+            if self.is_named(n, name) {
                 match found {
                     Some(previous) if previous != v => {
                         return Err(ParamError::Conflicting {
@@ -116,7 +175,7 @@ impl Params {
 
     /// Whether any value was sent under `name`.
     pub fn contains(&self, name: &str) -> bool {
-        self.pairs.iter().any(|(n, _)| n == name)
+        self.pairs.iter().any(|(n, _)| self.is_named(n, name))
     }
 
     /// A required or optional text value, refused when longer than [`MAX_TEXT_PARAM`] (never
@@ -193,6 +252,19 @@ mod tests {
             params.get("a"),
             Err(ParamError::Conflicting { .. })
         ));
+    }
+
+    #[test]
+    fn a_namespace_prefix_is_read_through_and_must_agree() {
+        let params = Params::from_query("ns_a=1&b=2&ns_=3").with_namespace("ns_");
+        assert_eq!(params.get("a"), Ok(Some("1")));
+        assert_eq!(params.get("b"), Ok(Some("2")));
+        assert!(params.contains("a") && !params.contains("ns"));
+        assert_eq!(params.get("ns_a"), Ok(Some("1")));
+        let both = Params::from_query("ns_a=1&a=2").with_namespace("ns_");
+        assert!(matches!(both.get("a"), Err(ParamError::Conflicting { .. })));
+        // Without a namespace nothing is stripped.
+        assert_eq!(Params::from_query("ns_a=1").get("a"), Ok(None));
     }
 
     #[test]

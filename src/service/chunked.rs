@@ -1,56 +1,105 @@
-//! The chunked flow shared by every chunk dialect: a test request (is this chunk stored?) and a
-//! chunk upload (stream it in, count it, complete the file when it was the last one missing).
+//! The chunked flow shared by every chunk dialect: a test request (is this chunk stored?), a
+//! chunk upload (stream it in, count it, complete the file when it was the last one missing),
+//! for chunks whose sizes the client declares and for counted ones, and the client's "every
+//! chunk was sent".
 
 use super::{Failure, Handled, Service};
+use std::io::Read;
+
 use crate::error::Error;
 use crate::protocol::multipart::{self, IntakeError, MultipartReader};
-use crate::protocol::{self, ChunkDialect, ChunkRequest, Finished, Outcome, Params};
+use crate::protocol::{
+    self, ChunkDialect, ChunkRequest, CountedChunk, FinishRequest, Finished, Intent, Outcome,
+    ParamError, Params,
+};
 use crate::request::{Head, Request};
-use crate::store::{ChunkSlot, Completion, Progress, ReceivedChunk, StoreError, UploadKey};
+use crate::store::{
+    BodySize, ChunkSlot, Completion, Finish, Place, Progress, ReceivedChunk, StoreError, UploadKey,
+};
 
 /// A chunk whose bytes arrived, with what the client said about it.
 struct Received {
     dialect: &'static dyn ChunkDialect,
-    chunk: ChunkRequest,
+    /// The chunk's number, for the answer.
+    number: u64,
+    /// The chunk as the log line names it.
+    label: String,
     bytes: Box<dyn ReceivedChunk>,
 }
 
+/// Most bytes of a url-encoded body (Fine Uploader's chunking success request): a few fields.
+const MAX_FORM_BODY: u64 = multipart::MAX_TEXT_FIELD;
+
 impl Service {
-    /// The dialect and chunk a request describes, checked against the configured limits.
-    fn chunk_of(
+    /// The dialect and intent a request describes, checked against the configured limits.
+    fn intent_of(
         &self,
         params: &Params,
         head: &Head,
-    ) -> Result<(&'static dyn ChunkDialect, ChunkRequest), Failure> {
-        let dialect = protocol::detect(params, head).ok_or(protocol::ParamError::NoDialect)?;
+    ) -> Result<(&'static dyn ChunkDialect, Intent), Failure> {
+        let dialect = protocol::detect(params, head).ok_or(ParamError::NoDialect)?;
+        let intent = dialect
+            .intent(params, head)
+            .map_err(Error::from)
+            .and_then(|intent| self.check_policy(&intent).map(|()| intent))
+            .map_err(|error| Failure {
+                error,
+                dialect: Some(dialect),
+            })?;
+        Ok((dialect, intent))
+    }
+
+    fn check_policy(&self, intent: &Intent) -> Result<(), Error> {
+        let (total_size, chunk_size) = match intent {
+            Intent::Chunk(chunk) => (chunk.geometry.total_size, Some(chunk.geometry.chunk_size)),
+            Intent::Finish(finish) => (finish.total_size, None),
+            // The smallest file the chunks can make: every chunk but the last at least the
+            // chunk size (one byte when not declared), the last at least one byte.
+            Intent::Counted(c) => (
+                (c.count - 1)
+                    .saturating_mul(c.chunk_size.unwrap_or(1))
+                    .saturating_add(u64::from(c.count > 1)),
+                c.chunk_size,
+            ),
+        };
+        if total_size > self.config.max_file_size {
+            return Err(Error::FileTooLarge {
+                total_size,
+                max: self.config.max_file_size,
+            });
+        }
+        match chunk_size {
+            Some(chunk_size) if chunk_size > self.config.max_chunk_size => {
+                Err(Error::ChunkTooLarge {
+                    chunk_size,
+                    max: self.config.max_chunk_size,
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// A request that carries no file: a test request (testChunks), or "every chunk was sent".
+    pub(super) fn probe(&self, params: &Params, head: &Head) -> Result<Handled, Failure> {
+        let (dialect, intent) = self.intent_of(params, head)?;
         let refuse = |error: Error| Failure {
             error,
             dialect: Some(dialect),
         };
-        let chunk = dialect.chunk(params, head).map_err(|e| refuse(e.into()))?;
-        self.check_policy(&chunk).map_err(refuse)?;
-        Ok((dialect, chunk))
-    }
-
-    fn check_policy(&self, chunk: &ChunkRequest) -> Result<(), Error> {
-        if chunk.geometry.total_size > self.config.max_file_size {
-            return Err(Error::FileTooLarge {
-                total_size: chunk.geometry.total_size,
-                max: self.config.max_file_size,
-            });
+        match intent {
+            Intent::Chunk(chunk) => self.test(dialect, chunk, head),
+            Intent::Finish(finish) => self.finish(dialect, finish, head).map_err(refuse),
+            Intent::Counted(_) => Err(refuse(ParamError::NotATest(dialect.name()).into())),
         }
-        if chunk.geometry.chunk_size > self.config.max_chunk_size {
-            return Err(Error::ChunkTooLarge {
-                chunk_size: chunk.geometry.chunk_size,
-                max: self.config.max_chunk_size,
-            });
-        }
-        Ok(())
     }
 
     /// The test request (testChunks): is this chunk stored, or the upload complete?
-    pub(super) fn probe(&self, params: &Params, head: &Head) -> Result<Handled, Failure> {
-        let (dialect, chunk) = self.chunk_of(params, head)?;
+    fn test(
+        &self,
+        dialect: &'static dyn ChunkDialect,
+        chunk: ChunkRequest,
+        head: &Head,
+    ) -> Result<Handled, Failure> {
         let key = upload_key(&chunk, head.remote_user.as_deref());
         let failed = |error: StoreError| Failure {
             error: error.into(),
@@ -67,7 +116,17 @@ impl Service {
                 }
             }
             (self.complete(&done, false), "test (complete)")
-        } else if !self.store.has_chunk(&key, slot(&chunk)).map_err(failed)? {
+        } else if !self
+            .store
+            .has_chunk(
+                &key,
+                ChunkSlot {
+                    number: geometry.number,
+                    size: geometry.size,
+                },
+            )
+            .map_err(failed)?
+        {
             let status = self.config.missing_chunk_status;
             let missing = Outcome::Missing {
                 chunk: geometry.number,
@@ -98,7 +157,58 @@ impl Service {
         };
         Ok(Handled {
             response: dialect.answer(&outcome),
-            summary: describe(&chunk, action),
+            summary: describe(dialect, action, &label(&chunk)),
+        })
+    }
+
+    /// The client says every chunk was sent: complete the upload, or say which are missing.
+    fn finish(
+        &self,
+        dialect: &'static dyn ChunkDialect,
+        finish: FinishRequest,
+        head: &Head,
+    ) -> Result<Handled, Error> {
+        let key = UploadKey {
+            user: head.remote_user.clone(),
+            identifier: finish.identifier.clone(),
+            filename: finish.filename.clone(),
+            relative_path: None,
+            total_size: finish.total_size,
+            // Recorded with the parts; the request does not say.
+            chunk_size: 0,
+        };
+        let what = format!(
+            "all {} chunks of {:?} id={:?}",
+            finish.total_chunks, finish.filename, finish.identifier
+        );
+        let (outcome, action) = match self.store.finish(&key, finish.total_chunks)? {
+            Finish::Completed(done) => {
+                log::info!("completed {:?} ({} bytes)", done.file, done.size);
+                (self.complete(&done, true), "finished, completed")
+            }
+            Finish::AlreadyComplete(done) => (self.complete(&done, false), "finished"),
+            Finish::Missing { first, more } => {
+                let mut list = first
+                    .iter()
+                    .map(u64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                if more {
+                    list.push_str(", ...");
+                }
+                return Err(Error::StartOver {
+                    reason: format!(
+                        "the upload is not complete: chunks {list} (counting from 1) of {} are \
+                         not stored; send the file again",
+                        finish.total_chunks
+                    ),
+                    missing: first,
+                });
+            }
+        };
+        Ok(Handled {
+            response: dialect.answer(&outcome),
+            summary: describe(dialect, action, &what),
         })
     }
 
@@ -107,7 +217,7 @@ impl Service {
     /// the parameters of a multipart body, a plain form upload (the form flow).
     pub(super) fn receive(&self, request: Request) -> Result<Handled, Failure> {
         let Request { head, body } = request;
-        let mut params = Params::from_query(&head.query);
+        let mut params = self.params_of(&head);
         let is_multipart = multipart::is_multipart(head.content_type.as_deref());
         // Without a dialect in the query, a multipart body may be a form upload, which may be
         // larger than a chunk: its fields tell which it is.
@@ -133,6 +243,12 @@ impl Service {
             .into());
         }
         if !is_multipart {
+            if is_form(head.content_type.as_deref()) && protocol::detect(&params, &head).is_none() {
+                // Fields in a url-encoded body and no file: Fine Uploader's chunking success
+                // request. (A raw chunk of that type names its upload in the query.)
+                read_form(body, &mut params)?;
+                return self.probe(&params, &head);
+            }
             let received = self.receive_chunk(&params, &head, body)?;
             return self.commit(received);
         }
@@ -173,28 +289,90 @@ impl Service {
         &self,
         params: &Params,
         head: &Head,
-        body: &mut dyn std::io::Read,
+        body: &mut dyn Read,
     ) -> Result<Received, Failure> {
-        let (dialect, chunk) = self.chunk_of(params, head)?;
-        let key = upload_key(&chunk, head.remote_user.as_deref());
-        let bytes = self
-            .store
-            .receive_chunk(&key, slot(&chunk), body)
-            .map_err(|e| Failure {
-                error: e.into(),
-                dialect: Some(dialect),
-            })?;
+        let (dialect, intent) = self.intent_of(params, head)?;
+        let failed = |error: Error| Failure {
+            error,
+            dialect: Some(dialect),
+        };
+        let (number, label, bytes) = match intent {
+            Intent::Chunk(chunk) => {
+                let key = upload_key(&chunk, head.remote_user.as_deref());
+                if chunk.resumed && !self.store.knows(&key).map_err(|e| failed(e.into()))? {
+                    return Err(failed(Error::StartOver {
+                        reason: "this upload is resumed, but none of its chunks are stored \
+                                 here any more; send the file again"
+                            .into(),
+                        missing: Vec::new(),
+                    }));
+                }
+                let geometry = chunk.geometry;
+                let bytes = self.store.receive_chunk(
+                    &key,
+                    ChunkSlot {
+                        number: geometry.number,
+                        size: geometry.size,
+                    },
+                    body,
+                );
+                (geometry.number, label(&chunk), bytes)
+            }
+            Intent::Counted(chunk) => {
+                let bytes = self.receive_counted(&chunk, head, body);
+                let size = bytes.as_ref().map_or(0, |bytes| bytes.size());
+                (chunk.number, counted_label(&chunk, size), bytes)
+            }
+            Intent::Finish(_) => {
+                return Err(failed(ParamError::UnexpectedFile(dialect.name()).into()));
+            }
+        };
         Ok(Received {
             dialect,
-            chunk,
-            bytes,
+            number,
+            label,
+            bytes: bytes.map_err(|e| failed(e.into()))?,
         })
+    }
+
+    fn receive_counted(
+        &self,
+        chunk: &CountedChunk,
+        head: &Head,
+        body: &mut dyn Read,
+    ) -> Result<Box<dyn ReceivedChunk>, StoreError> {
+        let key = UploadKey {
+            user: head.remote_user.clone(),
+            identifier: chunk.identifier.clone(),
+            filename: chunk.filename.clone(),
+            relative_path: None,
+            // Known once the chunk is committed (see UploadStore::receive_counted_chunk).
+            total_size: 0,
+            chunk_size: 0,
+        };
+        let place = Place {
+            number: chunk.number,
+            count: chunk.count,
+            chunk_size: chunk.chunk_size,
+            first_begins: chunk.first_begins,
+            max_total: self.config.max_file_size,
+        };
+        // A raw body is as long as the request says; a multipart part says where it ends.
+        let size = match (
+            multipart::is_multipart(head.content_type.as_deref()),
+            head.content_length,
+        ) {
+            (false, Some(length)) => BodySize::Exactly(length),
+            _ => BodySize::AtMost(self.config.max_chunk_size),
+        };
+        self.store.receive_counted_chunk(&key, place, size, body)
     }
 
     fn commit(&self, received: Received) -> Result<Handled, Failure> {
         let Received {
             dialect,
-            chunk,
+            number,
+            label,
             bytes,
         } = received;
         let progress = bytes.commit().map_err(|e| Failure {
@@ -202,12 +380,7 @@ impl Service {
             dialect: Some(dialect),
         })?;
         let (outcome, action) = match progress {
-            Progress::Incomplete => (
-                Outcome::Stored {
-                    chunk: chunk.geometry.number,
-                },
-                "stored",
-            ),
+            Progress::Incomplete => (Outcome::Stored { chunk: number }, "stored"),
             Progress::Completed(done) => {
                 log::info!("completed {:?} ({} bytes)", done.file, done.size);
                 (self.complete(&done, true), "stored, completed")
@@ -218,9 +391,35 @@ impl Service {
         };
         Ok(Handled {
             response: dialect.answer(&outcome),
-            summary: describe(&chunk, action),
+            summary: describe(dialect, action, &label),
         })
     }
+}
+
+fn is_form(content_type: Option<&str>) -> bool {
+    content_type.is_some_and(|ct| {
+        ct.trim_start()
+            .to_ascii_lowercase()
+            .starts_with("application/x-www-form-urlencoded")
+    })
+}
+
+/// Adds the fields of a url-encoded body to `params`; the body must be small.
+fn read_form(body: &mut dyn Read, params: &mut Params) -> Result<(), Error> {
+    let mut text = Vec::new();
+    body.take(MAX_FORM_BODY + 1)
+        .read_to_end(&mut text)
+        .map_err(|e| Error::Store(StoreError::BodyRead(e)))?;
+    if text.len() as u64 > MAX_FORM_BODY {
+        return Err(Error::BodyTooLarge {
+            length: text.len() as u64,
+            max: MAX_FORM_BODY,
+        });
+    }
+    for (name, value) in Params::from_query(&String::from_utf8_lossy(&text)).pairs() {
+        params.push(name.clone(), value.clone());
+    }
+    Ok(())
 }
 
 impl Service {
@@ -231,13 +430,6 @@ impl Service {
             just_now,
             url: self.public_url(&done.file),
         })
-    }
-}
-
-fn slot(chunk: &ChunkRequest) -> ChunkSlot {
-    ChunkSlot {
-        number: chunk.geometry.number,
-        size: chunk.geometry.size,
     }
 }
 
@@ -252,14 +444,24 @@ fn upload_key(chunk: &ChunkRequest, request_user: Option<&str>) -> UploadKey {
     }
 }
 
-fn describe(chunk: &ChunkRequest, action: &str) -> String {
+fn describe(dialect: &dyn ChunkDialect, action: &str, what: &str) -> String {
+    format!("{} {action} {what}", dialect.name())
+}
+
+fn label(chunk: &ChunkRequest) -> String {
     format!(
-        "{} {action} chunk {} ({} bytes at {}) of {:?} id={:?}",
-        chunk.dialect,
+        "chunk {} ({} bytes at {}) of {:?} id={:?}",
         chunk.geometry.number,
         chunk.geometry.size,
         chunk.geometry.start,
         chunk.filename,
         chunk.identifier
+    )
+}
+
+fn counted_label(chunk: &CountedChunk, size: u64) -> String {
+    format!(
+        "chunk {} of {} ({size} bytes) of {:?} id={:?}",
+        chunk.number, chunk.count, chunk.filename, chunk.identifier
     )
 }

@@ -8,7 +8,7 @@ mod form;
 use crate::config::{Config, ConfigError};
 use crate::error::{Error, ALLOWED_METHODS};
 use crate::protocol::{ChunkDialect, Params};
-use crate::request::{Method, Request, Response};
+use crate::request::{Head, Method, Request, Response};
 use crate::store::{FsStore, UploadStore};
 
 /// The upload endpoint: settings plus the store they name.
@@ -111,11 +111,14 @@ impl Service {
         log::error!("{} -> {status}: {error}{dirs}", method.as_str());
     }
 
+    /// The query's parameters, read through the configured parameter namespace.
+    fn params_of(&self, head: &Head) -> Params {
+        Params::from_query(&head.query).with_namespace(&self.config.parameter_namespace)
+    }
+
     fn route(&self, request: Request) -> Result<Handled, Failure> {
         match request.head.method {
-            Method::Get | Method::Head => {
-                self.probe(&Params::from_query(&request.head.query), &request.head)
-            }
+            Method::Get | Method::Head => self.probe(&self.params_of(&request.head), &request.head),
             Method::Post | Method::Put => self.receive(request),
             Method::Options => Ok(Handled {
                 response: Response::new(204).with_header("Allow", ALLOWED_METHODS),

@@ -6,7 +6,7 @@ use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::{fsutil, layout, Result, StoreError};
+use super::{fsutil, layout, BodySize, Result, StoreError};
 use crate::buffer::AlignedBuffer;
 
 const BUFFER: usize = 256 * 1024;
@@ -42,21 +42,29 @@ impl PendingChunk {
         })
     }
 
-    /// Copies the body into the temporary file and checks that it carried exactly `expected`
-    /// bytes: one more byte, or an early end, and the chunk is refused.
-    pub fn write_from(&mut self, body: &mut dyn Read, expected: u64) -> Result<()> {
+    /// Copies the body into the temporary file, checking its length against `size`: one byte
+    /// more than declared, or an early end, and the chunk is refused; a body that says nothing
+    /// of its length (a counted chunk's multipart part) is read to its end, and refused once
+    /// it passes the limit.
+    pub fn write_sized(&mut self, body: &mut dyn Read, size: BodySize) -> Result<()> {
         // Only `publish` takes the file, and it consumes the chunk: it is always here.
         let Some(file) = self.file.as_mut() else {
             return Ok(());
         };
-        self.received = copy_bounded(body, file, expected, "writing a chunk")?;
-        if self.received != expected {
-            return Err(StoreError::BodyLength {
-                expected,
-                received: self.received,
-            });
+        let (BodySize::Exactly(bound) | BodySize::AtMost(bound)) = size;
+        self.received = copy_bounded(body, file, bound, "writing a chunk")?;
+        match size {
+            BodySize::Exactly(expected) if self.received != expected => {
+                Err(StoreError::BodyLength {
+                    expected,
+                    received: self.received,
+                })
+            }
+            BodySize::AtMost(max) if self.received > max => Err(StoreError::OverLimit(format!(
+                "the chunk is larger than the maximum chunk size of {max} bytes"
+            ))),
+            _ => Ok(()),
         }
-        Ok(())
     }
 
     /// Closes the temporary file and renames it to the part name (atomically replacing an
@@ -143,7 +151,9 @@ mod tests {
             "a hidden temporary file while receiving"
         );
         assert!(names(&root)[0].starts_with(".f.bin.part3."));
-        chunk.write_from(&mut Cursor::new(b"hello"), 5).unwrap();
+        chunk
+            .write_sized(&mut Cursor::new(b"hello"), BodySize::Exactly(5))
+            .unwrap();
         chunk.publish().unwrap();
         assert_eq!(names(&root), ["f.bin.part3"]);
         assert_eq!(
@@ -157,7 +167,7 @@ mod tests {
         for (body, expected, received) in [(&b"hell"[..], 5, 4), (&b"hello!"[..], 5, 6)] {
             let (root, fd) = dir();
             let mut chunk = PendingChunk::create(fd, "f.bin", 1).unwrap();
-            match chunk.write_from(&mut Cursor::new(body), expected) {
+            match chunk.write_sized(&mut Cursor::new(body), BodySize::Exactly(expected)) {
                 Err(StoreError::BodyLength {
                     expected: e,
                     received: r,
@@ -180,7 +190,7 @@ mod tests {
         let (root, fd) = dir();
         let mut chunk = PendingChunk::create(fd, "f.bin", 1).unwrap();
         assert!(matches!(
-            chunk.write_from(&mut Broken, 5),
+            chunk.write_sized(&mut Broken, BodySize::Exactly(5)),
             Err(StoreError::BodyRead(_))
         ));
         drop(chunk);
@@ -193,7 +203,9 @@ mod tests {
         for _ in 0..2 {
             let fd = fd.try_clone().unwrap();
             let mut chunk = PendingChunk::create(fd, "f.bin", 1).unwrap();
-            chunk.write_from(&mut Cursor::new(b"abc"), 3).unwrap();
+            chunk
+                .write_sized(&mut Cursor::new(b"abc"), BodySize::Exactly(3))
+                .unwrap();
             chunk.publish().unwrap();
         }
         assert_eq!(names(&root), ["f.bin.part1"]);

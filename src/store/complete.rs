@@ -23,7 +23,10 @@ use serde::{Deserialize, Serialize};
 use super::lock::UploadLock;
 use super::publish::{self, Destination, MAX_NAME_ATTEMPTS};
 use super::shape::Shape;
-use super::{fsutil, layout, FsStore, PendingChunk, Progress, Result, StoreError, UploadKey};
+use super::{
+    fsutil, layout, Finish, FsStore, PendingChunk, Progress, Result, StoreError, UploadDir,
+    UploadKey, MISSING_LISTED,
+};
 
 /// Folder of the upload dir where files are assembled before they get their final name.
 pub const STAGING_DIR: &str = ".resumable-staging";
@@ -54,12 +57,11 @@ pub(super) fn commit_and_complete(
         },
     };
     let _lock = UploadLock::acquire(&dir).map_err(StoreError::io("locking the upload"))?;
-    let upload = super::UploadDir { dir, file_key };
+    let upload = UploadDir { dir, file_key };
     if let Some(done) = read_record(&upload, key)? {
         // A late duplicate: nothing is recreated, and a cleanup a crash interrupted is finished.
         drop(pending);
-        remove_staging(store, key)?;
-        remove_parts(&upload)?;
+        clean_finished(store, &upload, key)?;
         return Ok(Progress::AlreadyComplete(done));
     }
     match (super::shape::recorded(&upload)?, pending) {
@@ -83,20 +85,96 @@ pub(super) fn commit_and_complete(
         }
         (_, None) => {}
     }
-    let Some(parts) = covered_parts(&upload, key)? else {
+    complete_locked(store, &upload, key)
+}
+
+/// Under the upload lock, with the parts in place: assembles, publishes and records the upload
+/// if the parts cover it.
+pub(super) fn complete_locked(
+    store: &FsStore,
+    upload: &UploadDir,
+    key: &UploadKey,
+) -> Result<Progress> {
+    let Some(parts) = covered_parts(upload, key)? else {
         return Ok(Progress::Incomplete);
     };
-    let completion = assemble_and_publish(store, &upload, key, parts)?;
-    write_record(&upload, &completion)?;
-    remove_staging(store, key)?;
-    remove_parts(&upload)?;
+    let completion = assemble_and_publish(store, upload, key, parts)?;
+    write_record(upload, &completion)?;
+    clean_finished(store, upload, key)?;
     Ok(Progress::Completed(completion))
+}
+
+/// Removes what a completed upload no longer needs: its staging name and its parts (also
+/// finishing a cleanup a crash interrupted).
+pub(super) fn clean_finished(store: &FsStore, upload: &UploadDir, key: &UploadKey) -> Result<()> {
+    remove_staging(store, key)?;
+    remove_parts(upload)
+}
+
+/// Sets aside what an earlier upload under this key left (its completion record, its stored
+/// parts and their shape), so that a new one begins. The published file stays. Under the lock.
+pub(super) fn discard(upload: &UploadDir) -> Result<()> {
+    fsutil::remove_file(upload.dir.as_fd(), &layout::record_name(&upload.file_key))
+        .map_err(StoreError::io("removing an earlier completion record"))?;
+    remove_stored_parts(upload)?;
+    super::shape::forget(upload)
+}
+
+/// The client says all `count` chunks were sent: completes the upload when they are stored,
+/// else names the first missing ones. The chunk size is the one recorded with the parts.
+pub(super) fn finish(store: &FsStore, key: &UploadKey, count: u64) -> Result<Finish> {
+    let nothing = || Finish::Missing {
+        first: (1..=count.min(MISSING_LISTED as u64)).collect(),
+        more: count > MISSING_LISTED as u64,
+    };
+    let Some(upload) = store.upload_dir(key)? else {
+        return Ok(nothing());
+    };
+    let _lock = UploadLock::acquire(&upload.dir).map_err(StoreError::io("locking the upload"))?;
+    if let Some(done) = read_record(&upload, key)? {
+        clean_finished(store, &upload, key)?;
+        return Ok(Finish::AlreadyComplete(done));
+    }
+    let chunk_size = match super::shape::recorded(&upload)? {
+        Some(shape) if shape.total_size == Some(key.total_size) => shape.chunk_size,
+        _ => return Ok(nothing()),
+    };
+    if key.total_size.div_ceil(chunk_size).max(1) != count {
+        return Err(StoreError::Contradicts(format!(
+            "the client counts {count} chunks, but chunks of {chunk_size} bytes (as stored) \
+             make {} of a {}-byte file",
+            key.total_size.div_ceil(chunk_size).max(1),
+            key.total_size
+        )));
+    }
+    let key = UploadKey {
+        chunk_size,
+        ..key.clone()
+    };
+    if let Progress::Completed(done) = complete_locked(store, &upload, &key)? {
+        return Ok(Finish::Completed(done));
+    }
+    let mut first = Vec::new();
+    for number in 1..=count {
+        let start = (number - 1) * chunk_size;
+        let expected = chunk_size.min(key.total_size - start);
+        let part = layout::part_name(&upload.file_key, number);
+        let found = fsutil::regular_file_size(upload.dir.as_fd(), &part)
+            .map_err(StoreError::io("checking which parts are stored"))?;
+        if found != Some(expected) {
+            if first.len() == MISSING_LISTED {
+                return Ok(Finish::Missing { first, more: true });
+            }
+            first.push(number);
+        }
+    }
+    Ok(Finish::Missing { first, more: false })
 }
 
 /// The number of parts when parts 1..=n are all stored and together cover exactly
 /// `total_size`: every part but the last exactly `chunk_size`, the last ending at the total.
 /// Each part's size was checked against its position when it was stored.
-fn covered_parts(upload: &super::UploadDir, key: &UploadKey) -> Result<Option<u64>> {
+fn covered_parts(upload: &UploadDir, key: &UploadKey) -> Result<Option<u64>> {
     let mut offset: u64 = 0;
     let mut number: u64 = 1;
     loop {
@@ -120,7 +198,7 @@ fn covered_parts(upload: &super::UploadDir, key: &UploadKey) -> Result<Option<u6
 
 fn assemble_and_publish(
     store: &FsStore,
-    upload: &super::UploadDir,
+    upload: &UploadDir,
     key: &UploadKey,
     parts: u64,
 ) -> Result<Completion> {
@@ -169,7 +247,7 @@ const WRITE_BEHIND: u64 = 8 << 20;
 /// all of it inside the final fsync (BENCHMARKS.md, assembly, measures the difference). Only
 /// a hint: its failure changes nothing, and the fsync below is what makes the file durable.
 fn assemble(
-    upload: &super::UploadDir,
+    upload: &UploadDir,
     parts: u64,
     total_size: u64,
     staging_dir: BorrowedFd<'_>,
@@ -267,10 +345,15 @@ fn remove_staging(store: &FsStore, key: &UploadKey) -> Result<()> {
         .map_err(StoreError::io("removing the staging file"))
 }
 
-pub(super) fn read_record(
-    upload: &super::UploadDir,
-    key: &UploadKey,
-) -> Result<Option<Completion>> {
+pub(super) fn read_record(upload: &UploadDir, key: &UploadKey) -> Result<Option<Completion>> {
+    // A record for another file of the same identifier and name (a different size) is stale:
+    // that upload starts afresh and replaces the record when it completes.
+    Ok(load_record(upload)?.filter(|record| record.size == key.total_size))
+}
+
+/// The completion record, whatever size it names (a counted upload's size is not known before
+/// its last chunk).
+pub(super) fn load_record(upload: &UploadDir) -> Result<Option<Completion>> {
     let name = layout::record_name(&upload.file_key);
     let file = match fsutil::open_read(upload.dir.as_fd(), &name) {
         Ok(file) => file,
@@ -281,14 +364,10 @@ pub(super) fn read_record(
     file.take(MAX_RECORD_SIZE)
         .read_to_end(&mut text)
         .map_err(StoreError::io("reading the completion record"))?;
-    // A record for another file of the same identifier and name (a different size) is stale:
-    // that upload starts afresh and replaces the record when it completes.
-    Ok(serde_json::from_slice::<Completion>(&text)
-        .ok()
-        .filter(|record| record.size == key.total_size))
+    Ok(serde_json::from_slice::<Completion>(&text).ok())
 }
 
-fn write_record(upload: &super::UploadDir, completion: &Completion) -> Result<()> {
+fn write_record(upload: &UploadDir, completion: &Completion) -> Result<()> {
     let name = layout::record_name(&upload.file_key);
     let temp = format!(".{name}.tmp");
     let mut file = fsutil::create_truncate(upload.dir.as_fd(), &temp)
@@ -302,7 +381,7 @@ fn write_record(upload: &super::UploadDir, completion: &Completion) -> Result<()
 }
 
 /// Removes this upload's parts and any temporary chunk files left by killed requests.
-fn remove_parts(upload: &super::UploadDir) -> Result<()> {
+fn remove_parts(upload: &UploadDir) -> Result<()> {
     remove_named(upload, |name| {
         is_part_of(name, &upload.file_key) || is_chunk_temp_of(name, &upload.file_key)
     })?;
@@ -310,11 +389,11 @@ fn remove_parts(upload: &super::UploadDir) -> Result<()> {
 }
 
 /// Removes this upload's stored parts only (not chunks still arriving).
-fn remove_stored_parts(upload: &super::UploadDir) -> Result<()> {
+fn remove_stored_parts(upload: &UploadDir) -> Result<()> {
     remove_named(upload, |name| is_part_of(name, &upload.file_key))
 }
 
-fn remove_named(upload: &super::UploadDir, wanted: impl Fn(&str) -> bool) -> Result<()> {
+fn remove_named(upload: &UploadDir, wanted: impl Fn(&str) -> bool) -> Result<()> {
     let mut names = fsutil::list(upload.dir.as_fd()).map_err(StoreError::io("listing parts"))?;
     names.retain(|name| wanted(name));
     remove_all(upload.dir.as_fd(), &names).map_err(StoreError::io("removing a part"))

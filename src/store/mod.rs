@@ -4,6 +4,7 @@
 mod chunk;
 pub mod cleanup;
 mod complete;
+mod counted;
 pub mod fsutil;
 pub mod layout;
 mod lock;
@@ -63,6 +64,13 @@ pub enum StoreError {
     /// Every candidate name for the finished file is taken.
     #[error("no free name for {0:?} in the upload directory")]
     NoFreeName(String),
+    /// A chunk contradicts what the upload's stored chunks established (its size, the chunk
+    /// count, the file's end): it is refused and nothing is stored.
+    #[error("{0}")]
+    Contradicts(String),
+    /// A chunk whose length only its body tells, or the file it completes, is over a limit.
+    #[error("{0}")]
+    OverLimit(String),
 }
 
 impl StoreError {
@@ -100,6 +108,49 @@ pub struct ChunkSlot {
 /// A received chunk, or why it could not be received.
 pub type ChunkReceipt = Result<Box<dyn ReceivedChunk>>;
 
+/// How long a chunk's body must be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodySize {
+    Exactly(u64),
+    /// The body says when it ends (a multipart part); more than this many bytes is refused.
+    AtMost(u64),
+}
+
+/// A counted chunk's place among its file's chunks (Dropzone, Plupload): every chunk but the
+/// last is exactly the chunk size, the last at most that and at least one byte (unless it is
+/// the only chunk), and the total is known once the last chunk is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Place {
+    /// 1-based, at most `count`.
+    pub number: u64,
+    pub count: u64,
+    /// The chunk size when the client sends it; otherwise the upload's first stored chunk
+    /// that is not the last establishes it.
+    pub chunk_size: Option<u64>,
+    /// Chunk 1 begins a new upload under this key: whatever an earlier one left (parts, its
+    /// completion) is set aside. For clients with no upload id that send chunks in order.
+    pub first_begins: bool,
+    /// Largest total size accepted.
+    pub max_total: u64,
+}
+
+/// What the client's "every chunk was sent" achieved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Finish {
+    /// This request completed the upload.
+    Completed(Completion),
+    AlreadyComplete(Completion),
+    /// Not complete: the first missing chunk numbers (1-based, at most
+    /// [`MISSING_LISTED`]), and whether more are missing.
+    Missing {
+        first: Vec<u64>,
+        more: bool,
+    },
+}
+
+/// How many missing chunks a [`Finish::Missing`] names.
+pub const MISSING_LISTED: usize = 20;
+
 /// What the service needs from storage, whatever keeps the bytes. Every method is safe to call
 /// from many processes and hosts at once for the same upload: implementations serialise what
 /// must be serialised (the filesystem store with a per-upload lock).
@@ -122,6 +173,25 @@ pub trait UploadStore: Send + Sync {
     /// Completes the upload if every chunk is already stored (a retry after a failed assembly,
     /// e.g. once a full disk has space again). Nothing is written otherwise.
     fn complete_if_covered(&self, key: &UploadKey) -> Result<Progress>;
+
+    /// Receives a counted chunk, whose size is its body's (`size`). `key`'s sizes are not
+    /// used: when the chunk is committed, its size is checked against the shape the upload's
+    /// earlier chunks recorded, and the chunk size and total come from there.
+    fn receive_counted_chunk(
+        &self,
+        key: &UploadKey,
+        place: Place,
+        size: BodySize,
+        body: &mut dyn Read,
+    ) -> Result<Box<dyn ReceivedChunk>>;
+
+    /// The client says it sent all `count` chunks: completes the upload if they are stored,
+    /// else names the missing ones. `key.chunk_size` is not used; the recorded one is.
+    fn finish(&self, key: &UploadKey, count: u64) -> Result<Finish>;
+
+    /// Whether anything of this upload is stored: parts under this key's geometry, or its
+    /// completion.
+    fn knows(&self, key: &UploadKey) -> Result<bool>;
 }
 
 /// What receiving a whole file achieved.
@@ -149,6 +219,9 @@ pub trait IncomingFile: Send {
 
 /// A chunk whose bytes all arrived, not yet counted.
 pub trait ReceivedChunk: Send {
+    /// How many bytes arrived.
+    fn size(&self) -> u64;
+
     /// Counts the chunk and, when the upload is then complete, assembles and publishes it,
     /// exactly once however many requests race here.
     fn commit(self: Box<Self>) -> Result<Progress>;
@@ -248,6 +321,25 @@ impl FsStore {
         StoreError::io("opening the upload's temp directory")(error)
     }
 
+    /// Streams chunk `number` into a fresh temporary file beside its final name.
+    fn receive(
+        &self,
+        key: &UploadKey,
+        number: u64,
+        size: BodySize,
+        place: Option<Place>,
+        body: &mut dyn Read,
+    ) -> Result<Box<dyn ReceivedChunk>> {
+        let mut pending = self.begin_chunk(key, number)?;
+        pending.write_sized(body, size)?;
+        Ok(Box::new(FsReceivedChunk {
+            store: self.clone(),
+            key: key.clone(),
+            pending,
+            place,
+        }))
+    }
+
     /// Starts receiving chunk `number`: a fresh temporary file beside its final name.
     fn begin_chunk(&self, key: &UploadKey, number: u64) -> Result<PendingChunk> {
         // The upload dir must exist too, checked now so that a missing one is reported before
@@ -263,16 +355,26 @@ struct FsReceivedChunk {
     store: FsStore,
     key: UploadKey,
     pending: PendingChunk,
+    /// Set for a counted chunk.
+    place: Option<Place>,
 }
 
 impl ReceivedChunk for FsReceivedChunk {
+    fn size(&self) -> u64 {
+        self.pending.received
+    }
+
     fn commit(self: Box<Self>) -> Result<Progress> {
         let FsReceivedChunk {
             store,
             key,
             pending,
+            place,
         } = *self;
-        complete::commit_and_complete(&store, &key, Some(pending))
+        match place {
+            None => complete::commit_and_complete(&store, &key, Some(pending)),
+            Some(place) => counted::commit(&store, &key, pending, place),
+        }
     }
 }
 
@@ -299,13 +401,7 @@ impl UploadStore for FsStore {
     }
 
     fn receive_chunk(&self, key: &UploadKey, slot: ChunkSlot, body: &mut dyn Read) -> ChunkReceipt {
-        let mut pending = self.begin_chunk(key, slot.number)?;
-        pending.write_from(body, slot.size)?;
-        Ok(Box::new(FsReceivedChunk {
-            store: self.clone(),
-            key: key.clone(),
-            pending,
-        }))
+        self.receive(key, slot.number, BodySize::Exactly(slot.size), None, body)
     }
 
     fn complete_if_covered(&self, key: &UploadKey) -> Result<Progress> {
@@ -314,5 +410,27 @@ impl UploadStore for FsStore {
 
     fn begin_file(&self) -> Result<Box<dyn IncomingFile>> {
         Ok(Box::new(self.begin_whole_file()?))
+    }
+
+    fn receive_counted_chunk(
+        &self,
+        key: &UploadKey,
+        place: Place,
+        size: BodySize,
+        body: &mut dyn Read,
+    ) -> Result<Box<dyn ReceivedChunk>> {
+        self.receive(key, place.number, size, Some(place), body)
+    }
+
+    fn finish(&self, key: &UploadKey, count: u64) -> Result<Finish> {
+        complete::finish(self, key, count)
+    }
+
+    fn knows(&self, key: &UploadKey) -> Result<bool> {
+        let Some(upload) = self.upload_dir(key)? else {
+            return Ok(false);
+        };
+        Ok(complete::read_record(&upload, key)?.is_some()
+            || shape::recorded(&upload)? == Some(shape::Shape::of(key)))
     }
 }

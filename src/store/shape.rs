@@ -6,6 +6,11 @@
 //! same number while holding other bytes (S=25: [10,10,5] in ceil mode vs five chunks of 5 —
 //! part 3 is 5 bytes either way, from offset 20 or offset 10), and the test request would call
 //! it present. Parts left by the PHP script have no geometry file; they are taken as they are.
+//!
+//! A counted upload (Dropzone, Plupload: chunks known by their place, sizes measured) learns its
+//! total only when its last chunk arrives, and Plupload its chunk size only from its first: the
+//! shape records what is known so far (`<chunk size> -` while the total is not), so that every
+//! later chunk, in whichever process, is checked against it.
 
 use std::io::{Read, Write};
 use std::os::fd::AsFd;
@@ -16,30 +21,36 @@ use super::{fsutil, layout, Result, StoreError, UploadDir, UploadKey};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Shape {
     pub chunk_size: u64,
-    pub total_size: u64,
+    /// `None` while a counted upload's last chunk has not arrived.
+    pub total_size: Option<u64>,
 }
 
 impl Shape {
     pub fn of(key: &UploadKey) -> Shape {
         Shape {
             chunk_size: key.chunk_size,
-            total_size: key.total_size,
+            total_size: Some(key.total_size),
         }
     }
 
     fn parse(text: &str) -> Option<Shape> {
-        let mut numbers = text.split_whitespace().map(str::parse::<u64>);
-        match (numbers.next(), numbers.next()) {
-            (Some(Ok(chunk_size)), Some(Ok(total_size))) => Some(Shape {
-                chunk_size,
-                total_size,
-            }),
-            _ => None,
-        }
+        let mut words = text.split_whitespace();
+        let chunk_size = words.next()?.parse().ok()?;
+        let total_size = match words.next()? {
+            "-" => None,
+            total => Some(total.parse().ok()?),
+        };
+        Some(Shape {
+            chunk_size,
+            total_size,
+        })
     }
 
     fn render(&self) -> String {
-        format!("{} {}\n", self.chunk_size, self.total_size)
+        match self.total_size {
+            Some(total) => format!("{} {total}\n", self.chunk_size),
+            None => format!("{} -\n", self.chunk_size),
+        }
     }
 }
 
@@ -65,11 +76,16 @@ pub(super) fn agrees(upload: &UploadDir, key: &UploadKey) -> Result<bool> {
 
 /// Records `key`'s geometry (temp file + rename). Called under the upload lock.
 pub(super) fn record(upload: &UploadDir, key: &UploadKey) -> Result<()> {
+    record_shape(upload, &Shape::of(key))
+}
+
+/// Records a shape (temp file + rename). Called under the upload lock.
+pub(super) fn record_shape(upload: &UploadDir, shape: &Shape) -> Result<()> {
     let name = layout::geometry_name(&upload.file_key);
     let temp = format!(".{name}.tmp");
     let mut file = fsutil::create_truncate(upload.dir.as_fd(), &temp)
         .map_err(StoreError::io("recording the upload's chunk geometry"))?;
-    file.write_all(Shape::of(key).render().as_bytes())
+    file.write_all(shape.render().as_bytes())
         .map_err(StoreError::io("recording the upload's chunk geometry"))?;
     drop(file);
     fsutil::rename_within(upload.dir.as_fd(), &temp, &name)
@@ -88,12 +104,14 @@ mod tests {
 
     #[test]
     fn the_record_round_trips_and_garbage_is_none() {
-        let shape = Shape {
-            chunk_size: 1 << 20,
-            total_size: 25,
-        };
-        assert_eq!(Shape::parse(&shape.render()), Some(shape));
-        for bad in ["", "1", "a b", "1 -2", "99999999999999999999 1"] {
+        for total_size in [Some(25), None] {
+            let shape = Shape {
+                chunk_size: 1 << 20,
+                total_size,
+            };
+            assert_eq!(Shape::parse(&shape.render()), Some(shape));
+        }
+        for bad in ["", "1", "a b", "1 -2", "99999999999999999999 1", "- 1"] {
             assert_eq!(Shape::parse(bad), None, "{bad:?}");
         }
     }

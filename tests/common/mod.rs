@@ -2,6 +2,7 @@
 //! emulation (resumable.js, flow.js, octet) and the scenario suite every transport runs.
 #![allow(dead_code)]
 
+pub mod dialects;
 pub mod fastcgi_client;
 pub mod forms;
 pub mod http;
@@ -389,6 +390,29 @@ impl Upload {
     }
 }
 
+/// Any emulated client's file: its chunks (numbered from 1) as requests, and its bytes.
+pub trait Chunked: Sync {
+    fn chunk_count(&self) -> u64;
+    fn chunk_request(&self, number: u64) -> TestRequest;
+    fn sha256(&self) -> String;
+    fn filename(&self) -> &str;
+}
+
+impl Chunked for Upload {
+    fn chunk_count(&self) -> u64 {
+        Upload::chunk_count(self)
+    }
+    fn chunk_request(&self, number: u64) -> TestRequest {
+        Upload::chunk_request(self, number)
+    }
+    fn sha256(&self) -> String {
+        Upload::sha256(self)
+    }
+    fn filename(&self) -> &str {
+        &self.filename
+    }
+}
+
 pub fn encode_query(params: &[(String, String)]) -> String {
     serde_urlencoded::to_string(params).expect("encodable query")
 }
@@ -397,6 +421,16 @@ pub const BOUNDARY: &str = "----resumablecgitestboundary7MA4YWxkTrZu0gW";
 
 /// A multipart/form-data body as a browser writes it: text fields, then the `file` part.
 pub fn multipart(params: &[(String, String)], file: &[u8], filename: &str) -> (String, Vec<u8>) {
+    multipart_with(params, "file", file, filename)
+}
+
+/// [`multipart`] with the file part named `field` (`qqfile`, `ns_file`, ...).
+pub fn multipart_with(
+    params: &[(String, String)],
+    field: &str,
+    file: &[u8],
+    filename: &str,
+) -> (String, Vec<u8>) {
     let mut body = Vec::new();
     for (name, value) in params {
         write!(
@@ -411,7 +445,7 @@ pub fn multipart(params: &[(String, String)], file: &[u8], filename: &str) -> (S
         .replace('\n', "%0A");
     write!(
         body,
-        "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{escaped}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+        "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"{escaped}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
     )
     .unwrap();
     body.extend_from_slice(file);

@@ -7,7 +7,7 @@ use serde_json::Value;
 pub type Scenario = (&'static str, fn(&dyn Endpoint));
 
 pub fn all() -> Vec<Scenario> {
-    vec![
+    let own: Vec<Scenario> = vec![
         (
             "every_client_multi_chunk_floor_mode",
             every_client_multi_chunk_floor_mode,
@@ -36,7 +36,8 @@ pub fn all() -> Vec<Scenario> {
         ),
         ("policy_refusals_are_415", policy_refusals_are_415),
         ("traversal_names_stay_inside", traversal_names_stay_inside),
-    ]
+    ];
+    own.into_iter().chain(super::dialects::all()).collect()
 }
 
 /// Runs every scenario against `endpoint`, naming the one that fails.
@@ -273,7 +274,13 @@ fn flow_test_by_post_without_file(endpoint: &dyn Endpoint) {
     assert_eq!(endpoint.send(&test).status, 200);
 }
 
-fn expect_status(endpoint: &dyn Endpoint, request: &TestRequest, status: u16, why: &str) {
+/// Sends `request`, which must be refused with `status` and a JSON reason; the JSON.
+pub fn expect_status(
+    endpoint: &dyn Endpoint,
+    request: &TestRequest,
+    status: u16,
+    why: &str,
+) -> Value {
     let response = endpoint.send(request);
     assert_eq!(
         response.status,
@@ -287,6 +294,7 @@ fn expect_status(endpoint: &dyn Endpoint, request: &TestRequest, status: u16, wh
         json["error"].as_str().is_some_and(|e| !e.is_empty()),
         "{why}"
     );
+    json
 }
 
 fn invalid_requests_get_4xx_and_count_nothing(endpoint: &dyn Endpoint) {

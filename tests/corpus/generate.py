@@ -61,7 +61,7 @@ def q(pairs, raw=None):
 
 
 def multipart(fields, file=b"hello", boundary="B0undary", filename="hello.txt", after=None,
-              file_first=False):
+              file_first=False, field="file"):
     out = b""
     pieces = []
     for name, value in fields:
@@ -69,8 +69,10 @@ def multipart(fields, file=b"hello", boundary="B0undary", filename="hello.txt", 
                       + name.encode() + b"\"\r\n\r\n" + value.encode("utf-8", "surrogateescape")
                       + b"\r\n")
     if file is not None:
-        filepart = (b"--" + boundary.encode() + b"\r\nContent-Disposition: form-data; name=\"file\";"
-                    b" filename=\"" + filename.encode() + b"\"\r\nContent-Type: application/octet-stream"
+        filepart = (b"--" + boundary.encode() + b"\r\nContent-Disposition: form-data; name=\""
+                    + field.encode() + b"\";"
+                    b" filename=\"" + filename.encode("utf-8", "surrogateescape")
+                    + b"\"\r\nContent-Type: application/octet-stream"
                     b"\r\n\r\n" + file + b"\r\n")
         if file_first:
             pieces.insert(0, filepart)
@@ -299,6 +301,124 @@ case("mp-eleven-fields-then-5-mib", 200, content_type=MP,
                                Identifier="big", Filename="big.bin", RelativePath="big.bin")
                         + [("resumableType", "application/octet-stream"), ("page", "1"), ("token", "x")],
                         file=HOLE), rep("z", BIG)))
+
+# --- The other clients' fields: Dropzone, Fine Uploader, Plupload (a valid 5-byte file each). ---
+def fields(base, over):
+    out = dict(base)
+    out.update(over)
+    return [(k, v) for k, v in out.items() if v is not None]
+
+
+def dz(**over):
+    return fields({"dzuuid": "dz-hello", "dzchunkindex": "0", "dztotalfilesize": "5",
+                   "dzchunksize": "1048576", "dztotalchunkcount": "1", "dzchunkbyteoffset": "0"}, over)
+
+
+def fu(**over):
+    return fields({"qqpartindex": "0", "qqpartbyteoffset": "0", "qqchunksize": "5", "qqtotalparts": "1",
+                   "qqtotalfilesize": "5", "qqfilename": "hello.txt", "qquuid": "fu-hello"}, over)
+
+
+def pl(**over):
+    return fields({"name": "hello.txt", "chunk": "0", "chunks": "1"}, over)
+
+
+def qs(pairs):
+    return "&".join(f"{k}={quote(v, safe='')}" for k, v in pairs)
+
+
+# Names every field of theirs that reaches the store gets (a subset of NAMES).
+DIALECT_NAMES = ["dotdot", "dot", "deep-traversal", "absolute", "inner-traversal",
+                 "backslash-traversal", "unc", "nul-inside", "cr-lf", "all-controls",
+                 "encoded-dots-literal", "fullwidth-dots", "hidden", "con", "name-256",
+                 "name-300-utf8", "path-4096", "slashes", "tilde", "rtl-override"]
+for label in DIALECT_NAMES:
+    value = NAMES[label]
+    case(f"dzuuid-{label}", 200, content_type=MP, body=b64(multipart(dz(dzuuid=value))))
+    case(f"qquuid-{label}", 200, query=qs(fu(qquuid=value)))
+    case(f"qqfilename-{label}", 200, query=qs(fu(qqfilename=value, qquuid="fu-" + label)))
+    case(f"plupload-name-{label}", 200, query=qs(pl(name=value)))
+    case(f"plupload-mp-name-{label}", 200, content_type=MP,
+         body=b64(multipart(pl(name=value + "-mp"), filename="blob")))
+# Dropzone's file name is the file part's: whatever a header can carry (no CR, LF or quote).
+for label in DIALECT_NAMES:
+    value = NAMES[label]
+    if any(c in value for c in "\r\n\"\x00"):
+        continue
+    case(f"dz-filename-{label}", 200, content_type=MP,
+         body=b64(multipart(dz(dzuuid="dzf-" + label), filename=value)))
+case("dz-filename-missing", 400, content_type=MP,
+     body=b64(multipart(dz()).replace(b'; filename="hello.txt"', b"")))
+case("dz-filename-empty", 400, content_type=MP, body=b64(multipart(dz(), filename="")))
+case("qqfilename-empty-part-named", 200, content_type=MP,
+     body=b64(multipart(fu(qqfilename=None, qquuid="fu-part-named"), field="qqfile")))
+
+NUMBERS = {"negative": "-1", "float": "1.0", "hex": "0x1", "empty": "", "u64-overflow": "18446744073709551616",
+           "huge": "9" * 40}
+for field in ["dzchunkindex", "dztotalfilesize", "dzchunksize", "dztotalchunkcount", "dzchunkbyteoffset"]:
+    for label, value in NUMBERS.items():
+        case(f"{field}-{label}", 400, content_type=MP, body=b64(multipart(dz(**{field: value}))))
+    case(f"{field}-missing", 400, content_type=MP, body=b64(multipart(dz(**{field: None}))))
+for field in ["qqpartindex", "qqpartbyteoffset", "qqchunksize", "qqtotalparts", "qqtotalfilesize"]:
+    for label, value in NUMBERS.items():
+        case(f"{field}-{label}", 400, query=qs(fu(**{field: value})))
+for field in ["chunk", "chunks"]:
+    for label, value in NUMBERS.items():
+        case(f"plupload-{field}-{label}", 400, query=qs(pl(**{field: value})))
+
+# Lying offsets, counts and totals; huge indices; the limits.
+U64 = "18446744073709551615"
+case("dz-offset-lies", 400, content_type=MP, body=b64(multipart(dz(dzchunkbyteoffset="1"))))
+case("dz-index-at-count", 400, content_type=MP, body=b64(multipart(dz(dzchunkindex="1", dzchunkbyteoffset="1048576"))))
+case("dz-index-u64", 400, content_type=MP, body=b64(multipart(dz(dzchunkindex=U64, dztotalchunkcount=U64))))
+case("dz-count-zero", 400, content_type=MP, body=b64(multipart(dz(dztotalchunkcount="0"))))
+case("dz-chunk-size-zero", 400, content_type=MP, body=b64(multipart(dz(dzchunksize="0"))))
+case("dz-inner-chunk-short", 400, content_type=MP, body=b64(multipart(dz(dzchunksize="10", dztotalchunkcount="2"))))
+case("dz-last-chunk-longer", 400, content_type=MP, body=b64(multipart(dz(dzchunksize="4"))))
+case("dz-last-chunk-empty", 400, content_type=MP,
+     body=b64(multipart(dz(dzchunkindex="1", dzchunksize="5", dzchunkbyteoffset="5", dztotalchunkcount="2"), file=b"")))
+case("dz-count-over-max-file", 415, content_type=MP, body=b64(multipart(dz(dztotalchunkcount="99999999999", dzchunksize="1048576"))))
+case("dz-count-u64-overflows", 415, content_type=MP, body=b64(multipart(dz(dztotalchunkcount=U64, dzchunksize="1048576"))))
+case("dz-chunk-size-over-max", 415, content_type=MP, body=b64(multipart(dz(dzchunksize="1099511627776"))))
+case("dz-total-lies-tolerated", 200, content_type=MP, body=b64(multipart(dz(dzuuid="dz-lying-total", dztotalfilesize="999"))))
+# Dropzone names its file only in the file part: a raw body (binaryBody sends no fields) has none.
+case("dz-raw-body-has-no-file-name", 400, query=qs(dz(dzuuid="dz-octet")))
+case("dz-get-is-no-test", 400, method="GET", body="", query=qs(dz()))
+case("fu-offset-not-a-multiple", 400, query=qs(fu(qqpartindex="2", qqpartbyteoffset="5", qqtotalparts="3", qqtotalfilesize="15")))
+case("fu-count-lies", 400, query=qs(fu(qqtotalparts="2")))
+case("fu-total-lies", 400, query=qs(fu(qqtotalfilesize="6")))
+case("fu-part-size-lies", 422, query=qs(fu(qqchunksize="4", qqtotalfilesize="4")))
+case("fu-index-u64", 400, query=qs(fu(qqpartindex=U64, qqtotalparts=U64)))
+case("fu-over-max", 415, query=qs(fu(qqtotalfilesize="20000000000", qqchunksize="20000000000")))
+case("fu-unchunked", 200, query=qs([("qquuid", "fu-whole"), ("qqfilename", "whole.txt"), ("qqtotalfilesize", "5")]))
+case("fu-unchunked-size-lies", 422, query=qs([("qquuid", "fu-whole2"), ("qqfilename", "w.txt"), ("qqtotalfilesize", "6")]))
+case("fu-finish-nothing-stored", 409, content_type="application/x-www-form-urlencoded",
+     body=qs([("qquuid", "fu-never"), ("qqfilename", "n.txt"), ("qqtotalfilesize", "5"), ("qqtotalparts", "1")]))
+case("fu-finish-count-u64", 409, content_type="application/x-www-form-urlencoded",
+     body=qs([("qquuid", "fu-never2"), ("qqfilename", "n.txt"), ("qqtotalfilesize", "5"), ("qqtotalparts", U64)]))
+case("fu-finish-over-max", 415, content_type="application/x-www-form-urlencoded",
+     body=qs([("qquuid", "fu-never3"), ("qqfilename", "n.txt"), ("qqtotalfilesize", "20000000000"), ("qqtotalparts", "1")]))
+case("fu-finish-huge-body", 415, content_type="application/x-www-form-urlencoded",
+     body=[qs([("qquuid", "fu-never4"), ("qqtotalparts", "1")]) + "&junk=", rep("j", 70000)])
+case("fu-finish-with-file", 400, query=qs([("qquuid", "fu-f"), ("qqfilename", "n.txt"), ("qqtotalfilesize", "5"), ("qqtotalparts", "1")]),
+     content_type=MP, body=b64(multipart([], field="qqfile", filename="blob")))
+case("fu-resume-of-nothing", 409, query=qs(fu(qqpartindex="1", qqpartbyteoffset="5", qqchunksize="5", qqtotalparts="2",
+                                                qqtotalfilesize="10", qquuid="fu-gone") + [("qqresume", "true")]))
+case("plupload-chunk-at-count", 400, query=qs(pl(chunk="1")))
+# An empty file is chunk 0 of 0 (Plupload counts ceil(size / chunk_size) chunks): empty only.
+case("plupload-chunks-zero-empty-file", 200, query=qs(pl(name="zero.txt", chunks="0")), body="")
+case("plupload-chunks-zero-not-empty", 400, query=qs(pl(name="zero2.txt", chunks="0")))
+case("plupload-chunk-u64", 400, query=qs(pl(chunk=U64, chunks=U64)))
+case("plupload-before-chunk-0", 400, query=qs(pl(name="never-began.txt", chunk="1", chunks="3")))
+case("plupload-last-before-chunk-0", 400, query=qs(pl(name="never-began2.txt", chunk="2", chunks="3")))
+case("plupload-first-chunk-empty", 400, query=qs(pl(name="empty-first.txt", chunks="2")), body="")
+case("plupload-empty-file", 200, query=qs(pl(name="empty.txt")), body="")
+case("plupload-chunks-over-max-file", 415, query=qs(pl(name="many.txt", chunks="99999999999999")))
+case("plupload-chunk-over-max-chunk", 415, query=qs(pl(name="big.txt")), content_length="999999999999")
+case("plupload-get-is-no-test", 400, method="GET", body="", query=qs(pl()))
+case("plupload-name-missing-is-no-plupload", 400, query=qs(pl(name=None)))
+case("plupload-name-empty", 400, query=qs(pl(name="")))
+case("plupload-with-chunknumber-is-unprefixed", 400, query=qs(pl(name="u.txt")) + "&chunkNumber=1")
 
 print(len(CASES), "cases")
 here = os.path.dirname(os.path.abspath(__file__))

@@ -208,9 +208,9 @@ pub fn run_driver(
     let _ = fs::remove_dir_all(dir.path().join("chromium-profile"));
     let log_path = dir.path().join("browser.log");
     let label = format!("node {script}");
-    let script = repo().join("tests/js").join(script);
+    let script_path = repo().join("tests/js").join(script);
     let mut cmd = Command::new("node");
-    cmd.arg(&script)
+    cmd.arg(&script_path)
         .arg(&plan_path)
         .current_dir(repo().join("tests/js"));
     let out_path = dir.path().join("browser.out");

@@ -21,7 +21,7 @@ pub fn trials(ci: usize) -> usize {
 }
 
 /// Exactly one published copy of `upload`, under `name`, with its bytes.
-pub fn assert_exactly_one_copy(uploads: &Path, upload: &Upload, name: &str, context: &str) {
+pub fn assert_exactly_one_copy(uploads: &Path, upload: &dyn Chunked, name: &str, context: &str) {
     let published = published_files(uploads);
     assert_eq!(
         published,
