@@ -58,9 +58,9 @@ pub enum Command {
     Fastcgi(FastcgiArgs),
     /// Removes uploads abandoned for longer than AGE (run it from cron with the same settings)
     Cleanup {
-        /// 48h, 7d, 30m, 90s or plain seconds
-        #[arg(long, default_value = "48h", value_parser = parse_age)]
-        older_than: Duration,
+        /// 48h, 7d, 30m, 90s or plain seconds [default: RESUMABLE_EXPIRE_AFTER, 48h]
+        #[arg(long, value_parser = parse_age)]
+        older_than: Option<Duration>,
     },
 }
 

@@ -11,6 +11,8 @@ pub const MAX_FILE_SIZE: &str = "RESUMABLE_MAX_FILE_SIZE";
 pub const MAX_CHUNK_SIZE: &str = "RESUMABLE_MAX_CHUNK_SIZE";
 pub const MISSING_CHUNK_STATUS: &str = "RESUMABLE_MISSING_CHUNK_STATUS";
 pub const LOG_LEVEL: &str = "RESUMABLE_LOG";
+pub const TUS_BASE_URL: &str = "RESUMABLE_TUS_BASE_URL";
+pub const EXPIRE_AFTER: &str = "RESUMABLE_EXPIRE_AFTER";
 
 /// Every setting with its default and meaning, for `--help` and the man page.
 pub const DOCUMENTED: &[(&str, &str, &str)] = &[
@@ -44,6 +46,16 @@ pub const DOCUMENTED: &[(&str, &str, &str)] = &[
         "info",
         "log level on stderr: off, error, warn, info, debug or trace",
     ),
+    (
+        TUS_BASE_URL,
+        "SCRIPT_NAME",
+        "URL prefix of tus upload URLs (Location: <prefix>/<id>), behind a proxy that rewrites paths",
+    ),
+    (
+        EXPIRE_AFTER,
+        "48h",
+        "how long an untouched upload is kept (tus Upload-Expires; cleanup's default age)",
+    ),
 ];
 
 /// Every name this program reads; a FastCGI param may override exactly these.
@@ -54,10 +66,13 @@ pub const ALL_NAMES: &[&str] = &[
     MAX_CHUNK_SIZE,
     MISSING_CHUNK_STATUS,
     LOG_LEVEL,
+    TUS_BASE_URL,
+    EXPIRE_AFTER,
 ];
 
 const DEFAULT_MAX_FILE_SIZE: u64 = 10 << 30;
 const DEFAULT_MAX_CHUNK_SIZE: u64 = 64 << 20;
+const DEFAULT_EXPIRE_AFTER: std::time::Duration = std::time::Duration::from_secs(48 * 3600);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -69,6 +84,11 @@ pub struct Config {
     pub max_chunk_size: u64,
     /// What a test request answers for a chunk that is not stored (204, or 404 like the PHP script).
     pub missing_chunk_status: u16,
+    /// The prefix of tus upload URLs; `None`: the request's SCRIPT_NAME.
+    pub tus_base_url: Option<String>,
+    /// How long an upload nobody touches is kept: tus answers `Upload-Expires` from it and
+    /// `cleanup` removes what is older by default.
+    pub expire_after: std::time::Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,12 +168,36 @@ impl Config {
                 });
             }
         }
+        let expire_after = match text(EXPIRE_AFTER)? {
+            None => DEFAULT_EXPIRE_AFTER,
+            Some(value) => crate::cli::parse_age(&value)
+                .ok()
+                .filter(|age| !age.is_zero())
+                .ok_or(ConfigError {
+                    name: EXPIRE_AFTER,
+                    value,
+                    reason: "expected an age such as 48h, 7d, 30m or 90 (seconds)",
+                })?,
+        };
+        let tus_base_url = match text(TUS_BASE_URL)? {
+            None => None,
+            Some(value) if value.bytes().any(|b| b.is_ascii_control()) || value.is_empty() => {
+                return Err(ConfigError {
+                    name: TUS_BASE_URL,
+                    value,
+                    reason: "expected a URL or path such as https://example.com/upload",
+                })
+            }
+            Some(value) => Some(value),
+        };
         let config = Config {
             temp_dir: dir(TEMP_DIR, "temp")?,
             upload_dir: dir(UPLOAD_DIR, "uploads")?,
             max_file_size: size(MAX_FILE_SIZE, DEFAULT_MAX_FILE_SIZE)?,
             max_chunk_size: size(MAX_CHUNK_SIZE, DEFAULT_MAX_CHUNK_SIZE)?,
             missing_chunk_status,
+            tus_base_url,
+            expire_after,
         };
         Ok(config)
     }
@@ -242,6 +286,25 @@ mod tests {
         assert_eq!(config.upload_dir, PathBuf::from("uploads"));
         assert_eq!(config.missing_chunk_status, 204);
         assert_eq!(config.max_chunk_size, 64 << 20);
+        assert_eq!(config.expire_after.as_secs(), 48 * 3600);
+        assert_eq!(config.tus_base_url, None);
+    }
+
+    #[test]
+    fn tus_settings() {
+        let config = config_from(&[(EXPIRE_AFTER, "7d"), (TUS_BASE_URL, "/files")]).unwrap();
+        assert_eq!(config.expire_after.as_secs(), 7 * 86_400);
+        assert_eq!(config.tus_base_url.as_deref(), Some("/files"));
+        for bad in ["0", "soon", "-1h"] {
+            assert_eq!(
+                config_from(&[(EXPIRE_AFTER, bad)]).unwrap_err().name,
+                EXPIRE_AFTER
+            );
+        }
+        assert_eq!(
+            config_from(&[(TUS_BASE_URL, "/a\nb")]).unwrap_err().name,
+            TUS_BASE_URL
+        );
     }
 
     #[test]

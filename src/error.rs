@@ -8,13 +8,15 @@
 //! means "try again" (a full disk); 500 only ever means a broken installation.
 
 use crate::config::ConfigError;
+use crate::protocol::blueimp::BlueimpError;
 use crate::protocol::multipart::MultipartError;
+use crate::protocol::tus::{self, TusError};
 use crate::protocol::ParamError;
 use crate::request::Response;
 use crate::store::StoreError;
 
 /// The methods the endpoint answers, for `Allow` headers.
-pub const ALLOWED_METHODS: &str = "GET, HEAD, POST, PUT, OPTIONS";
+pub const ALLOWED_METHODS: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -38,6 +40,10 @@ pub enum Error {
     BodyTooLarge { length: u64, max: u64 },
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Tus(#[from] TusError),
+    #[error(transparent)]
+    Blueimp(#[from] BlueimpError),
 }
 
 impl Error {
@@ -54,7 +60,22 @@ impl Error {
             | Error::BodyTooLarge { .. } => 415,
             Error::Store(StoreError::BodyLength { .. } | StoreError::BodyRead(_)) => 422,
             Error::Store(StoreError::NoSpace { .. }) => 503,
+            // tus and blueimp read these (tus-js-client retries 409 and 423, after a HEAD).
+            Error::Store(StoreError::UnknownUpload) => 404,
+            Error::Store(StoreError::OffsetMismatch { .. } | StoreError::LengthMismatch { .. }) => {
+                409
+            }
+            Error::Store(StoreError::Busy) => 423,
+            Error::Store(StoreError::BeyondLength { .. }) => 413,
             Error::Store(_) => 500,
+            Error::Tus(TusError::Version(_)) => 412,
+            Error::Tus(TusError::TooLarge { .. }) => 413,
+            Error::Tus(TusError::ContentType(_)) => 415,
+            Error::Tus(TusError::ChecksumMismatch) => 460,
+            Error::Tus(TusError::Method(_)) => 405,
+            Error::Tus(TusError::Expired) => 410,
+            Error::Tus(_) => 400,
+            Error::Blueimp(_) => 400,
         }
     }
 
@@ -77,8 +98,14 @@ impl Error {
         if status == 503 {
             response = response.with_header("Retry-After", "30");
         }
-        if let Error::MethodNotAllowed(_) = self {
+        if let Error::MethodNotAllowed(_) | Error::Tus(TusError::Method(_)) = self {
             response = response.with_header("Allow", ALLOWED_METHODS);
+        }
+        if let Error::Tus(TusError::Version(_)) = self {
+            response = response.with_header("Tus-Version", tus::VERSION);
+        }
+        if let Error::Store(StoreError::Busy) = self {
+            response = response.with_header("Retry-After", "1");
         }
         response.with_header("Cache-Control", "no-store")
     }
@@ -90,9 +117,15 @@ impl Error {
             Error::Store(StoreError::NoSpace { .. }) => {
                 "the server is out of disk space; retry later".into()
             }
-            Error::Store(StoreError::BodyLength { .. } | StoreError::BodyRead(_)) => {
-                self.to_string()
-            }
+            Error::Store(
+                StoreError::BodyLength { .. }
+                | StoreError::BodyRead(_)
+                | StoreError::UnknownUpload
+                | StoreError::Busy
+                | StoreError::OffsetMismatch { .. }
+                | StoreError::LengthMismatch { .. }
+                | StoreError::BeyondLength { .. },
+            ) => self.to_string(),
             Error::Store(_) => "the server could not store the upload".into(),
             other => other.to_string(),
         }

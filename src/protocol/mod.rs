@@ -1,12 +1,14 @@
 //! Turning a request into a validated, transport-neutral intent: which client dialect it speaks
 //! (the registry below), what chunk it describes, and the answer body that client needs.
 
+pub mod blueimp;
 pub mod flow;
 pub mod geometry;
 pub mod multipart;
 mod named_fields;
 pub mod params;
 pub mod resumable;
+pub mod tus;
 pub mod unprefixed;
 
 use serde_json::json;

@@ -2,11 +2,13 @@
 //! turns one [`Request`] into one [`Response`], whichever transport carried it. Routing and
 //! the log line live here; each kind of upload has its own flow beside it.
 
+mod blueimp;
 mod chunked;
+mod tus;
 
 use crate::config::{Config, ConfigError};
-use crate::error::{Error, ALLOWED_METHODS};
-use crate::protocol::{ChunkDialect, Params};
+use crate::error::Error;
+use crate::protocol::{self, ChunkDialect, Params};
 use crate::request::{Method, Request, Response};
 use crate::store::{FsStore, UploadStore};
 
@@ -60,7 +62,8 @@ impl Service {
     /// and one log line.
     pub fn handle(&self, request: Request) -> Response {
         let method = request.head.method.clone();
-        match self.route(request) {
+        let is_tus = tus::claims(&request.head);
+        let response = match self.route(request) {
             Ok(Handled { response, summary }) => {
                 log::info!("{} {summary} -> {}", method.as_str(), response.status);
                 response
@@ -73,6 +76,10 @@ impl Service {
                 self.log_failure(&method, response.status, &error);
                 response
             }
+        };
+        match is_tus {
+            true => tus::decorate(response),
+            false => response,
         }
     }
 
@@ -104,16 +111,32 @@ impl Service {
     }
 
     fn route(&self, request: Request) -> Result<Handled, Failure> {
+        if request.head.method == Method::Options {
+            return Ok(Handled {
+                response: tus::options(&self.config),
+                summary: "options".into(),
+            });
+        }
+        if tus::claims(&request.head) {
+            return self.tus(request);
+        }
         match request.head.method {
             Method::Get | Method::Head => {
-                self.probe(&Params::from_query(&request.head.query), &request.head)
+                let params = Params::from_query(&request.head.query);
+                if protocol::detect(&params, &request.head).is_none() {
+                    if let Some(name) = protocol::blueimp::resume_name(&params) {
+                        return self.blueimp_resume(&name, &request.head);
+                    }
+                }
+                self.probe(&params, &request.head)
+            }
+            Method::Post | Method::Put | Method::Patch
+                if protocol::blueimp::recognizes(&request.head) =>
+            {
+                self.blueimp_chunk(request)
             }
             Method::Post | Method::Put => self.receive(request),
-            Method::Options => Ok(Handled {
-                response: Response::new(204).with_header("Allow", ALLOWED_METHODS),
-                summary: "options".into(),
-            }),
-            Method::Patch | Method::Delete | Method::Other(_) => {
+            Method::Patch | Method::Delete | Method::Options | Method::Other(_) => {
                 Err(Error::MethodNotAllowed(request.head.method.as_str().to_string()).into())
             }
         }
