@@ -397,6 +397,16 @@ pub fn access_log(path: &Path) -> Vec<Hit> {
 
 /// Runs tests/js/e2e-browser.mjs with a plan; returns its JSON result.
 pub fn run_browser(dir: &TestDir, origin: &str, steps: serde_json::Value) -> serde_json::Value {
+    run_browser_script(dir, "e2e-browser.mjs", origin, steps)
+}
+
+/// Runs a browser driver of tests/js/ (`script`) with a plan; returns its JSON result.
+pub fn run_browser_script(
+    dir: &TestDir,
+    script: &str,
+    origin: &str,
+    steps: serde_json::Value,
+) -> serde_json::Value {
     let plan = serde_json::json!({
         "origin": origin,
         "profileDir": dir.path.join("chromium-profile"),
@@ -406,13 +416,13 @@ pub fn run_browser(dir: &TestDir, origin: &str, steps: serde_json::Value) -> ser
     write(&plan_path, &serde_json::to_string_pretty(&plan).unwrap());
     let _ = fs::remove_dir_all(dir.path.join("chromium-profile"));
     let log_path = dir.path.join("browser.log");
-    let script = repo().join("tests/js/e2e-browser.mjs");
+    let script = repo().join("tests/js").join(script);
     let mut cmd = Command::new("node");
     cmd.arg(&script)
         .arg(&plan_path)
         .current_dir(repo().join("tests/js"));
     let out_path = dir.path.join("browser.out");
-    let mut proc = Proc::spawn("node e2e-browser", &mut cmd, &out_path);
+    let mut proc = Proc::spawn("node browser driver", &mut cmd, &out_path);
     let deadline = Instant::now() + Duration::from_secs(300);
     while proc.is_running() {
         assert!(Instant::now() < deadline, "browser run timed out");
