@@ -73,10 +73,12 @@ fn chunks_and_resume(t: &dyn Target) {
             "{name}"
         );
         let resume = t.call(&blueimp_resume(name));
-        assert!(
-            resume.json()["file"].is_null(),
-            "a completed file resumes from 0"
+        assert_eq!(
+            resume.json()["file"]["size"],
+            data.len(),
+            "{name}: stored whole"
         );
+        assert_eq!(resume.json()["file"]["complete"], true);
     }
 
     // Interrupted after two chunks; the recipe's GET says where to go on.

@@ -132,13 +132,15 @@ pub fn stored(name: &str, stored: u64, complete: Option<&str>) -> Response {
     response.with_header("Cache-Control", "no-store")
 }
 
-/// The answer to the resume request: the bytes stored for an upload in progress, or `null`
-/// when there is none (nothing stored, or the last upload of that name was completed, so a new
-/// one starts from byte 0).
-pub fn resume(name: &str, stored: Option<u64>) -> Response {
-    let file = match stored {
-        Some(size) => json!({"name": name, "size": size}),
-        None => serde_json::Value::Null,
+/// The answer to the resume request: the bytes stored from the start (all of them, and the
+/// published name, once the file is complete), or `null` when nothing of that name is stored.
+pub fn resume(name: &str, stored: Option<u64>, published: Option<&str>) -> Response {
+    let file = match (stored, published) {
+        (Some(size), Some(published)) => {
+            json!({"name": name, "size": size, "file": published, "complete": true})
+        }
+        (Some(size), None) => json!({"name": name, "size": size}),
+        (None, _) => serde_json::Value::Null,
     };
     Response::json(200, &json!({ "file": file })).with_header("Cache-Control", "no-store")
 }
@@ -214,9 +216,13 @@ mod tests {
         let body: serde_json::Value = serde_json::from_slice(done.bytes()).unwrap();
         assert_eq!(body["files"][0]["name"], "a (1).txt");
         assert_eq!(body["files"][0]["complete"], true);
-        let none: serde_json::Value = serde_json::from_slice(resume("a", None).bytes()).unwrap();
-        assert!(none["file"].is_null());
-        let some: serde_json::Value = serde_json::from_slice(resume("a", Some(7)).bytes()).unwrap();
-        assert_eq!(some["file"]["size"], 7);
+        let answer = |stored, published| -> serde_json::Value {
+            serde_json::from_slice(resume("a", stored, published).bytes()).unwrap()
+        };
+        assert!(answer(None, None)["file"].is_null());
+        assert_eq!(answer(Some(7), None)["file"]["size"], 7);
+        let done = answer(Some(9), Some("d/a (1)"));
+        assert_eq!(done["file"]["size"], 9);
+        assert_eq!(done["file"]["complete"], true);
     }
 }

@@ -18,13 +18,27 @@ fn key_of(name: &str, head: &Head) -> RangeKey {
 
 impl Service {
     /// `GET ?file=<name>`: how many bytes of that file are stored, so the page resumes there.
+    /// An upload whose bytes are all stored but which a killed request left unpublished is
+    /// completed now: the client has nothing more to send.
     pub(super) fn blueimp_resume(&self, name: &str, head: &Head) -> Result<Handled, Failure> {
-        let info = self.store.range_info(&key_of(name, head))?;
-        let stored = info
-            .filter(|info| info.completion.is_none())
-            .map(|info| info.offset);
+        let key = key_of(name, head);
+        let mut info = self.store.range_info(&key)?;
+        if let Some(info) = info.as_mut() {
+            if info.offset == info.state.length {
+                if let Some(Progress::Completed(done) | Progress::AlreadyComplete(done)) =
+                    self.store.complete_range(&key)?
+                {
+                    info.completion = Some(done);
+                }
+            }
+        }
+        let stored = info.as_ref().map(|info| info.offset);
+        let published = info
+            .as_ref()
+            .and_then(|info| info.completion.as_ref())
+            .map(|done| done.file.as_str());
         Ok(Handled {
-            response: blueimp::resume(name, stored),
+            response: blueimp::resume(name, stored, published),
             summary: format!("blueimp resume {name:?}: {stored:?} bytes stored"),
         })
     }

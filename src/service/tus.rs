@@ -144,12 +144,15 @@ impl Service {
     fn tus_head(&self, key: &RangeKey) -> Result<Handled, Failure> {
         let mut info = self.live_upload(key)?;
         let mut action = "";
-        if info.completion.is_none() && info.offset == info.state.length {
-            // Every byte is here but the request that stored the last ones was killed before it
-            // published the file; the client will not send anything again, so finish now.
+        if info.offset == info.state.length {
+            // Every byte is here. If the request that stored the last ones was killed before it
+            // published the file (or before it removed the data), finish now: the client will
+            // send nothing more.
             if let Some(progress) = self.store.complete_range(key)? {
+                if let Progress::Completed(_) = progress {
+                    action = " (completed now)";
+                }
                 info.completion = completion_of(&progress);
-                action = " (completed now)";
             }
         }
         let mut response = Response::new(200)

@@ -350,8 +350,7 @@ impl FsStore {
             return Ok(None);
         };
         complete::remove_staging(self, &staging_name(key, upload))?;
-        fsutil::remove_file(upload.dir.as_fd(), DATA)
-            .map_err(StoreError::io("removing a completed upload's data"))?;
+        remove_leftovers(upload.dir.as_fd())?;
         Ok(Some(done))
     }
 
@@ -378,8 +377,7 @@ impl FsStore {
         })?;
         complete::write_completion(dir, COMPLETE, &completion)?;
         complete::remove_staging(self, &target.staging)?;
-        fsutil::remove_file(dir, DATA)
-            .map_err(StoreError::io("removing a completed upload's data"))?;
+        remove_leftovers(dir)?;
         Ok(Progress::Completed(completion))
     }
 }
@@ -485,6 +483,19 @@ impl Drop for FsStagedRange {
         self.file.take();
         let _ = fsutil::remove_file(self.upload.dir.as_fd(), &self.name);
     }
+}
+
+/// Once the record exists: the data (published now) and bodies that killed requests held
+/// aside. A body still arriving loses its file too; its commit is refused anyway (the upload is
+/// complete) before it would read it.
+fn remove_leftovers(dir: BorrowedFd<'_>) -> Result<()> {
+    let fail = "removing a completed upload's data";
+    let mut names = fsutil::list(dir).map_err(StoreError::io(fail))?;
+    names.retain(|name| name == DATA || (name.starts_with(".stage.") && name.ends_with(".tmp")));
+    for name in names {
+        fsutil::remove_file(dir, &name).map_err(StoreError::io(fail))?;
+    }
+    Ok(())
 }
 
 fn staging_name(key: &RangeKey, upload: &RangeDir) -> String {
