@@ -223,6 +223,51 @@ mod tests {
     }
 
     #[test]
+    fn byte_range_errors_map_to_what_tus_and_blueimp_clients_read() {
+        type Header = Option<(&'static str, &'static str)>;
+        let cases: Vec<(Error, u16, Header)> = vec![
+            (
+                TusError::Version(None).into(),
+                412,
+                Some(("Tus-Version", "1.0.0")),
+            ),
+            (StoreError::UnknownUpload.into(), 404, None),
+            (TusError::Expired.into(), 410, None),
+            (StoreError::OffsetMismatch { offset: 5 }.into(), 409, None),
+            (StoreError::LengthMismatch { length: 5 }.into(), 409, None),
+            (StoreError::Busy.into(), 423, Some(("Retry-After", "1"))),
+            (StoreError::BeyondLength { room: 3 }.into(), 413, None),
+            (TusError::TooLarge { length: 9, max: 1 }.into(), 413, None),
+            (TusError::ContentType(None).into(), 415, None),
+            (TusError::ChecksumMismatch.into(), 460, None),
+            (
+                TusError::UnsupportedAlgorithm("md5".into()).into(),
+                400,
+                None,
+            ),
+            (
+                TusError::Method("GET".into()).into(),
+                405,
+                Some(("Allow", ALLOWED_METHODS)),
+            ),
+            (
+                BlueimpError::ContentRange("bytes x".into()).into(),
+                400,
+                None,
+            ),
+        ];
+        for (error, status, header) in cases {
+            let response = error.to_response();
+            assert_eq!(response.status, status, "{error}");
+            if let Some((name, value)) = header {
+                assert_eq!(response.header(name), Some(value), "{error}");
+            }
+            // The client may be told why: these reasons carry no server detail.
+            assert_eq!(body(&error)["error"], error.to_string(), "{error}");
+        }
+    }
+
+    #[test]
     fn server_detail_stays_out_of_the_answer() {
         let error = Error::Store(StoreError::Io {
             op: "renaming a chunk into place",

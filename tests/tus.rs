@@ -138,6 +138,12 @@ fn protocol_table(t: &dyn Target) {
     assert_eq!(head_answer.header("Upload-Offset"), Some("0"));
     assert_eq!(head_answer.header("Upload-Length"), Some("11"));
     assert_eq!(head_answer.header("Cache-Control"), Some("no-store"));
+    let expires =
+        |r: &TestResponse| httpdate::parse_http_date(r.header("Upload-Expires").unwrap()).unwrap();
+    let until = expires(&head_answer)
+        .duration_since(SystemTime::now())
+        .unwrap();
+    assert!(until > Duration::from_secs(47 * 3600) && until <= Duration::from_secs(48 * 3600));
     assert_eq!(
         head_answer.header("Upload-Metadata"),
         Some(metadata(&meta).as_str())

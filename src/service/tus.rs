@@ -136,7 +136,7 @@ impl Service {
             summary.push_str(", completed");
         }
         Ok(Handled {
-            response: self.progress_headers(response, done.as_ref()),
+            response: self.progress_headers(response, done.as_ref(), SystemTime::now()),
             summary,
         })
     }
@@ -162,7 +162,8 @@ impl Service {
         if let Some(metadata) = &info.state.metadata {
             response = response.with_header("Upload-Metadata", metadata);
         }
-        let response = self.progress_headers(response, info.completion.as_ref());
+        // A HEAD leaves the upload as it was: it expires as long after its last change.
+        let response = self.progress_headers(response, info.completion.as_ref(), info.modified);
         Ok(Handled {
             response,
             summary: format!(
@@ -219,7 +220,7 @@ impl Service {
         let response =
             Response::new(204).with_header("Upload-Offset", &appended.offset.to_string());
         Ok(Handled {
-            response: self.progress_headers(response, done.as_ref()),
+            response: self.progress_headers(response, done.as_ref(), SystemTime::now()),
             summary,
         })
     }
@@ -258,19 +259,20 @@ impl Service {
             .store
             .range_info(key)?
             .ok_or(StoreError::UnknownUpload)?;
-        if self.expires(&info) < SystemTime::now() {
+        if info.modified + self.config.expire_after < SystemTime::now() {
             return Err(TusError::Expired.into());
         }
         Ok(info)
     }
 
-    fn expires(&self, info: &RangeInfo) -> SystemTime {
-        info.modified + self.config.expire_after
-    }
-
-    /// `Upload-Expires` while the upload is unfinished (from now: this request touched it);
-    /// the published file's name once it is finished.
-    fn progress_headers(&self, response: Response, done: Option<&Completion>) -> Response {
+    /// `Upload-Expires` while the upload is unfinished (`RESUMABLE_EXPIRE_AFTER` after it was
+    /// last changed), the published file's name once it is finished.
+    fn progress_headers(
+        &self,
+        response: Response,
+        done: Option<&Completion>,
+        changed: SystemTime,
+    ) -> Response {
         match done {
             Some(done) => {
                 let components: Vec<String> = done.file.split('/').map(str::to_string).collect();
@@ -278,7 +280,7 @@ impl Service {
             }
             None => response.with_header(
                 "Upload-Expires",
-                &httpdate::fmt_http_date(SystemTime::now() + self.config.expire_after),
+                &httpdate::fmt_http_date(changed + self.config.expire_after),
             ),
         }
     }
