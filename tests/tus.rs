@@ -30,6 +30,18 @@ fn protocol_table(t: &dyn Target) {
     // Discovery: OPTIONS needs no Tus-Resumable and lists the extensions.
     let options = t.call(&Req::new("OPTIONS"));
     assert_eq!(options.status, 204);
+    let preflight = t.call(&Req::tus("OPTIONS", None));
+    let versions = preflight
+        .headers
+        .iter()
+        .filter(|(n, _)| n == "Tus-Resumable")
+        .count();
+    assert_eq!(
+        (preflight.status, versions),
+        (204, 1),
+        "{:?}",
+        preflight.headers
+    );
     for (name, value) in [
         ("Tus-Resumable", "1.0.0"),
         ("Tus-Version", "1.0.0"),
@@ -574,4 +586,22 @@ fn a_large_single_patch() {
         "state and record only: {:?}",
         temp_files(&t)
     );
+}
+
+/// Bodies stream: a FastCGI worker takes a 64 MiB PATCH (and publishes it) in a fraction of
+/// that memory.
+#[test]
+fn a_64_mib_patch_in_constant_memory_over_fastcgi() {
+    let worker = Worker::start(false, &["--workers", "2"], &[]);
+    let baseline = worker.peak_rss_kib();
+    let target = FcgiTarget(worker);
+    let data = pseudo_random(64 << 20, 12);
+    let path = create(&target, data.len() as u64, &[("filename", "big.bin")]);
+    let done = target.call(&patch(&path, 0, &data));
+    assert_eq!(done.status, 204);
+    assert_eq!(sha256_hex(&published(&target, &done).1), sha256_hex(&data));
+    let peak = target.0.peak_rss_kib();
+    eprintln!("peak RSS of the worker: {peak} KiB (at start {baseline} KiB) for one 64 MiB PATCH");
+    assert!(peak < 16 * 1024, "peak RSS {peak} KiB");
+    target.0.assert_no_panic();
 }

@@ -25,9 +25,12 @@ pub(super) fn claims(head: &Head) -> bool {
         || (head.method == Method::Patch && !blueimp::recognizes(head))
 }
 
-/// Every tus answer names the protocol version.
+/// Every tus answer names the protocol version (once).
 pub(super) fn decorate(response: Response) -> Response {
-    response.with_header("Tus-Resumable", tus::VERSION)
+    match response.header("Tus-Resumable") {
+        Some(_) => response,
+        None => response.with_header("Tus-Resumable", tus::VERSION),
+    }
 }
 
 /// The OPTIONS answer: the methods for every client, and tus discovery.
@@ -191,9 +194,10 @@ impl Service {
             .into());
         }
         let length = info.state.length;
-        check_room(&head, length - at)?;
-        let appended = self.tus_append(key, at, length - at, checksum, body)?;
-        refuse_overflow(&appended, length - at)?;
+        let room = length.saturating_sub(at);
+        check_room(&head, room)?;
+        let appended = self.tus_append(key, at, room, checksum, body)?;
+        refuse_overflow(&appended, room)?;
         let mut summary = format!(
             "tus stored {} bytes of {} at {at}: {}/{length}",
             appended.received,

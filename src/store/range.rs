@@ -236,7 +236,8 @@ impl FsStore {
         }
         data.seek(SeekFrom::Start(offset))
             .map_err(StoreError::io("appending to the upload"))?;
-        let copied = copy_limited(body, &mut data, state.length - offset);
+        // A data file longer than its upload (never written so) only gets nothing more.
+        let copied = copy_limited(body, &mut data, state.length.saturating_sub(offset));
         // Whatever was written is kept, also after a failed write: durable before answering.
         let synced = data
             .sync_data()
@@ -448,10 +449,9 @@ impl StagedRange for FsStagedRange {
                 (state, offset)
             }
         };
-        if self.len > state.length - offset {
-            return Err(StoreError::BeyondLength {
-                room: state.length - offset,
-            });
+        let room = state.length.saturating_sub(offset);
+        if self.len > room {
+            return Err(StoreError::BeyondLength { room });
         }
         let mut data = open_data(dir)?;
         data.seek(SeekFrom::Start(offset))
