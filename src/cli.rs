@@ -106,9 +106,9 @@ pub enum Command {
     /// Removes upload folders in the temp directory in which nothing changed for AGE, and
     /// stale staging files, leaving alone any upload a request holds the lock of.
     Cleanup {
-        /// 48h, 7d, 30m, 90s or plain seconds
-        #[arg(long, default_value = "48h", value_parser = parse_age)]
-        older_than: Duration,
+        /// 48h, 7d, 30m, 90s or plain seconds [default: RESUMABLE_EXPIRE_AFTER, 48h]
+        #[arg(long, value_parser = parse_age)]
+        older_than: Option<Duration>,
     },
 }
 

@@ -16,6 +16,8 @@ pub const MAX_POST_SIZE: &str = "RESUMABLE_MAX_POST_SIZE";
 pub const FORM_REDIRECT: &str = "RESUMABLE_FORM_REDIRECT";
 pub const PUBLIC_URL: &str = "RESUMABLE_PUBLIC_URL";
 pub const PARAMETER_NAMESPACE: &str = "RESUMABLE_PARAMETER_NAMESPACE";
+pub const TUS_BASE_URL: &str = "RESUMABLE_TUS_BASE_URL";
+pub const EXPIRE_AFTER: &str = "RESUMABLE_EXPIRE_AFTER";
 
 /// Every setting with its default and meaning, for `--help` and the man page.
 pub const DOCUMENTED: &[(&str, &str, &str)] = &[
@@ -84,6 +86,16 @@ pub const DOCUMENTED: &[(&str, &str, &str)] = &[
         "none",
         "the prefix a resumable.js page sets as parameterNamespace; fields are read with or without it",
     ),
+    (
+        TUS_BASE_URL,
+        "SCRIPT_NAME",
+        "URL prefix of tus upload URLs (Location: <prefix>/<id>), behind a proxy that rewrites paths",
+    ),
+    (
+        EXPIRE_AFTER,
+        "48h",
+        "how long an untouched upload is kept (tus Upload-Expires; cleanup's default age)",
+    ),
 ];
 
 /// Every name this program reads; a FastCGI param may override exactly these.
@@ -99,6 +111,8 @@ pub const ALL_NAMES: &[&str] = &[
     FORM_REDIRECT,
     PUBLIC_URL,
     PARAMETER_NAMESPACE,
+    TUS_BASE_URL,
+    EXPIRE_AFTER,
 ];
 
 const DEFAULT_MAX_FILE_SIZE: u64 = 10 << 30;
@@ -106,6 +120,7 @@ const DEFAULT_MAX_CHUNK_SIZE: u64 = 64 << 20;
 const DEFAULT_MAX_FILE_UPLOADS: u32 = 20;
 /// The most file parts a body may carry at all (each is listed in the answer).
 const MAX_FILE_PARTS: u32 = crate::protocol::multipart::MAX_FILE_PARTS as u32;
+const DEFAULT_EXPIRE_AFTER: std::time::Duration = std::time::Duration::from_secs(48 * 3600);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -127,6 +142,11 @@ pub struct Config {
     pub public_url: Option<String>,
     /// resumable.js `parameterNamespace`: a prefix on every field name (empty: none).
     pub parameter_namespace: String,
+    /// The prefix of tus upload URLs; `None`: the request's SCRIPT_NAME.
+    pub tus_base_url: Option<String>,
+    /// How long an upload nobody touches is kept: tus answers `Upload-Expires` from it and
+    /// `cleanup` removes what is older by default.
+    pub expire_after: std::time::Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -241,6 +261,28 @@ impl Config {
             }
         };
         let max_file_size = size(MAX_FILE_SIZE, DEFAULT_MAX_FILE_SIZE)?;
+        let expire_after = match text(EXPIRE_AFTER)? {
+            None => DEFAULT_EXPIRE_AFTER,
+            Some(value) => crate::cli::parse_age(&value)
+                .ok()
+                .filter(|age| !age.is_zero())
+                .ok_or(ConfigError {
+                    name: EXPIRE_AFTER,
+                    value,
+                    reason: "expected an age such as 48h, 7d, 30m or 90 (seconds)",
+                })?,
+        };
+        let tus_base_url = match text(TUS_BASE_URL)? {
+            None => None,
+            Some(value) if value.bytes().any(|b| b.is_ascii_control()) || value.is_empty() => {
+                return Err(ConfigError {
+                    name: TUS_BASE_URL,
+                    value,
+                    reason: "expected a URL or path such as https://example.com/upload",
+                })
+            }
+            Some(value) => Some(value),
+        };
         let config = Config {
             temp_dir: dir(TEMP_DIR, "temp")?,
             upload_dir: dir(UPLOAD_DIR, "uploads")?,
@@ -259,6 +301,8 @@ impl Config {
                 prefix
             }),
             parameter_namespace: namespace(text(PARAMETER_NAMESPACE)?)?,
+            tus_base_url,
+            expire_after,
         };
         Ok(config)
     }
@@ -377,6 +421,8 @@ mod tests {
         assert_eq!(config.max_post_size, config.max_file_size);
         assert_eq!((config.form_redirect, config.public_url), (None, None));
         assert_eq!(config.parameter_namespace, "");
+        assert_eq!(config.expire_after.as_secs(), 48 * 3600);
+        assert_eq!(config.tus_base_url, None);
     }
 
     #[test]
@@ -422,6 +468,23 @@ mod tests {
                 .unwrap_err()
                 .name,
             PARAMETER_NAMESPACE
+        );
+    }
+
+    #[test]
+    fn tus_settings() {
+        let config = config_from(&[(EXPIRE_AFTER, "7d"), (TUS_BASE_URL, "/files")]).unwrap();
+        assert_eq!(config.expire_after.as_secs(), 7 * 86_400);
+        assert_eq!(config.tus_base_url.as_deref(), Some("/files"));
+        for bad in ["0", "soon", "-1h"] {
+            assert_eq!(
+                config_from(&[(EXPIRE_AFTER, bad)]).unwrap_err().name,
+                EXPIRE_AFTER
+            );
+        }
+        assert_eq!(
+            config_from(&[(TUS_BASE_URL, "/a\nb")]).unwrap_err().name,
+            TUS_BASE_URL
         );
     }
 

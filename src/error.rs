@@ -11,13 +11,15 @@
 //! treat every failure alike.
 
 use crate::config::ConfigError;
+use crate::protocol::blueimp::BlueimpError;
 use crate::protocol::multipart::MultipartError;
+use crate::protocol::tus::{self, TusError};
 use crate::protocol::ParamError;
 use crate::request::Response;
 use crate::store::StoreError;
 
 /// The methods the endpoint answers, for `Allow` headers.
-pub const ALLOWED_METHODS: &str = "GET, HEAD, POST, PUT, OPTIONS";
+pub const ALLOWED_METHODS: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -53,6 +55,10 @@ pub enum Error {
     /// from its first chunk. `missing` names the missing chunks (1-based) when known.
     #[error("{reason}")]
     StartOver { reason: String, missing: Vec<u64> },
+    #[error(transparent)]
+    Tus(#[from] TusError),
+    #[error(transparent)]
+    Blueimp(#[from] BlueimpError),
 }
 
 impl Error {
@@ -72,7 +78,22 @@ impl Error {
             Error::Store(StoreError::NoSpace { .. }) => 503,
             Error::Store(StoreError::Contradicts(_)) => 400,
             Error::Store(StoreError::OverLimit(_)) => 415,
+            // tus and blueimp read these (tus-js-client retries 409 and 423, after a HEAD).
+            Error::Store(StoreError::UnknownUpload) => 404,
+            Error::Store(StoreError::OffsetMismatch { .. } | StoreError::LengthMismatch { .. }) => {
+                409
+            }
+            Error::Store(StoreError::Busy) => 423,
+            Error::Store(StoreError::BeyondLength { .. }) => 413,
             Error::Store(_) => 500,
+            Error::Tus(TusError::Version(_)) => 412,
+            Error::Tus(TusError::TooLarge { .. }) => 413,
+            Error::Tus(TusError::ContentType(_)) => 415,
+            Error::Tus(TusError::ChecksumMismatch) => 460,
+            Error::Tus(TusError::Method(_)) => 405,
+            Error::Tus(TusError::Expired) => 410,
+            Error::Tus(_) => 400,
+            Error::Blueimp(_) => 400,
             Error::StartOver { .. } => 409,
         }
     }
@@ -103,8 +124,14 @@ impl Error {
             }),
         );
         response = self.with_retry_after(response);
-        if let Error::MethodNotAllowed(_) = self {
+        if let Error::MethodNotAllowed(_) | Error::Tus(TusError::Method(_)) = self {
             response = response.with_header("Allow", ALLOWED_METHODS);
+        }
+        if let Error::Tus(TusError::Version(_)) = self {
+            response = response.with_header("Tus-Version", tus::VERSION);
+        }
+        if let Error::Store(StoreError::Busy) = self {
+            response = response.with_header("Retry-After", "1");
         }
         response.with_header("Cache-Control", "no-store")
     }
@@ -120,7 +147,12 @@ impl Error {
                 StoreError::BodyLength { .. }
                 | StoreError::BodyRead(_)
                 | StoreError::Contradicts(_)
-                | StoreError::OverLimit(_),
+                | StoreError::OverLimit(_)
+                | StoreError::UnknownUpload
+                | StoreError::Busy
+                | StoreError::OffsetMismatch { .. }
+                | StoreError::LengthMismatch { .. }
+                | StoreError::BeyondLength { .. },
             ) => self.to_string(),
             Error::Store(_) => "the server could not store the upload".into(),
             other => other.to_string(),
@@ -249,6 +281,51 @@ mod tests {
             assert_eq!(body(&error)["success"], false);
             assert_eq!(response.header("Cache-Control"), Some("no-store"));
             assert_eq!(response.header("Retry-After").is_some(), status == 503);
+        }
+    }
+
+    #[test]
+    fn byte_range_errors_map_to_what_tus_and_blueimp_clients_read() {
+        type Header = Option<(&'static str, &'static str)>;
+        let cases: Vec<(Error, u16, Header)> = vec![
+            (
+                TusError::Version(None).into(),
+                412,
+                Some(("Tus-Version", "1.0.0")),
+            ),
+            (StoreError::UnknownUpload.into(), 404, None),
+            (TusError::Expired.into(), 410, None),
+            (StoreError::OffsetMismatch { offset: 5 }.into(), 409, None),
+            (StoreError::LengthMismatch { length: 5 }.into(), 409, None),
+            (StoreError::Busy.into(), 423, Some(("Retry-After", "1"))),
+            (StoreError::BeyondLength { room: 3 }.into(), 413, None),
+            (TusError::TooLarge { length: 9, max: 1 }.into(), 413, None),
+            (TusError::ContentType(None).into(), 415, None),
+            (TusError::ChecksumMismatch.into(), 460, None),
+            (
+                TusError::UnsupportedAlgorithm("md5".into()).into(),
+                400,
+                None,
+            ),
+            (
+                TusError::Method("GET".into()).into(),
+                405,
+                Some(("Allow", ALLOWED_METHODS)),
+            ),
+            (
+                BlueimpError::ContentRange("bytes x".into()).into(),
+                400,
+                None,
+            ),
+        ];
+        for (error, status, header) in cases {
+            let response = error.to_response();
+            assert_eq!(response.status, status, "{error}");
+            if let Some((name, value)) = header {
+                assert_eq!(response.header(name), Some(value), "{error}");
+            }
+            // The client may be told why: these reasons carry no server detail.
+            assert_eq!(body(&error)["error"], error.to_string(), "{error}");
         }
     }
 

@@ -52,8 +52,9 @@ fn main() -> ExitCode {
     }
 }
 
-/// `resumable-cgi cleanup [--older-than AGE]`: one pass over the configured dirs, for cron.
-fn cleanup(age: std::time::Duration) -> ExitCode {
+/// `resumable-cgi cleanup [--older-than AGE]`: one pass over the configured dirs, for cron. By
+/// default the age is RESUMABLE_EXPIRE_AFTER, the one tus clients are told in `Upload-Expires`.
+fn cleanup(age: Option<std::time::Duration>) -> ExitCode {
     let config = match Config::from_process_env() {
         Ok(config) => config,
         Err(e) => {
@@ -61,6 +62,7 @@ fn cleanup(age: std::time::Duration) -> ExitCode {
             return ExitCode::from(transport::fastcgi::EXIT_CONFIG);
         }
     };
+    let age = age.unwrap_or(config.expire_after);
     match FsStore::new(&config.temp_dir, &config.upload_dir).remove_abandoned(age) {
         Ok(report) => {
             log::info!(

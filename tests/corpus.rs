@@ -92,6 +92,29 @@ fn safe_component(c: &str) -> bool {
         && c.len() <= 255
 }
 
+/// A case's request headers (tus, blueimp) and PATH_INFO, as the web server passes them.
+fn header_vars(case: &Value) -> Vec<(String, String)> {
+    let mut vars: Vec<(String, String)> = case["headers"]
+        .as_array()
+        .map(|headers| {
+            headers
+                .iter()
+                .map(|pair| {
+                    let name = pair[0].as_str().expect("header name");
+                    let value = bytes_of(&pair[1]).expect("header value");
+                    let value = String::from_utf8(value).expect("header values are text");
+                    let var = name.to_ascii_uppercase().replace('-', "_");
+                    (format!("HTTP_{var}"), value)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if let Some(path) = case["path_info"].as_str() {
+        vars.push(("PATH_INFO".into(), path.into()));
+    }
+    vars
+}
+
 /// Runs one case; returns what went wrong, if anything.
 fn run_case(case: &Value) -> Option<String> {
     let name = case["name"].as_str().expect("name");
@@ -115,6 +138,7 @@ fn run_case(case: &Value) -> Option<String> {
     if request.method.is_empty() {
         command.env("REQUEST_METHOD", "");
     }
+    command.envs(header_vars(case));
     let run = Cgi::run_command(command, &request.body);
     let mut problems = Vec::new();
     if run.exit_code != Some(0) {
@@ -138,7 +162,8 @@ fn run_case(case: &Value) -> Option<String> {
             problems.push(format!("unsafe published path {path:?}"));
         }
     }
-    let stored = matches!(request.method.as_str(), "POST" | "PUT") && run.response.status == 200;
+    let stored = matches!(request.method.as_str(), "POST" | "PUT" | "PATCH")
+        && matches!(run.response.status, 200 | 201 | 204);
     if !stored {
         let published = published_files(&cgi.dirs.uploads);
         if !published.is_empty() {
@@ -247,9 +272,14 @@ fn every_hostile_case_gets_its_documented_status_over_fastcgi() {
             body: bytes_of(&case["body"]).unwrap_or_default(),
             remote_user: None,
         };
-        let reply = worker
-            .connect()
-            .request(1, false, &cgi_params(&request, &[]), &request.body);
+        let extra: Vec<(Vec<u8>, Vec<u8>)> = header_vars(case)
+            .into_iter()
+            .map(|(n, v)| (n.into_bytes(), v.into_bytes()))
+            .collect();
+        let reply =
+            worker
+                .connect()
+                .request(1, false, &cgi_params(&request, &extra), &request.body);
         sent += 1;
         match reply {
             Ok(reply) => {

@@ -1,6 +1,7 @@
 //! Turning a request into a validated, transport-neutral intent: which client dialect it speaks
 //! (the registry below), what chunk it describes, and the answer body that client needs.
 
+pub mod blueimp;
 pub mod dropzone;
 pub mod fine_uploader;
 pub mod flow;
@@ -11,6 +12,7 @@ mod named_fields;
 pub mod params;
 pub mod plupload;
 pub mod resumable;
+pub mod tus;
 pub mod unprefixed;
 
 use serde_json::json;

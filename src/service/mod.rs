@@ -2,12 +2,14 @@
 //! turns one [`Request`] into one [`Response`], whichever transport carried it. Routing and
 //! the log line live here; each kind of upload has its own flow beside it.
 
+mod blueimp;
 mod chunked;
 mod form;
+mod tus;
 
 use crate::config::{Config, ConfigError};
-use crate::error::{Error, ALLOWED_METHODS};
-use crate::protocol::{ChunkDialect, Params};
+use crate::error::Error;
+use crate::protocol::{self, ChunkDialect, Params};
 use crate::request::{Head, Method, Request, Response};
 use crate::store::{FsStore, UploadStore};
 
@@ -68,7 +70,8 @@ impl Service {
     /// and one log line.
     pub fn handle(&self, request: Request) -> Response {
         let method = request.head.method.clone();
-        match self.route(request) {
+        let is_tus = tus::claims(&request.head);
+        let response = match self.route(request) {
             Ok(Handled { response, summary }) => {
                 log::info!("{} {summary} -> {}", method.as_str(), response.status);
                 response
@@ -81,6 +84,10 @@ impl Service {
                 self.log_failure(&method, response.status, &error);
                 response
             }
+        };
+        match is_tus {
+            true => tus::decorate(response),
+            false => response,
         }
     }
 
@@ -117,14 +124,32 @@ impl Service {
     }
 
     fn route(&self, request: Request) -> Result<Handled, Failure> {
-        match request.head.method {
-            Method::Get | Method::Head => self.probe(&self.params_of(&request.head), &request.head),
-            Method::Post | Method::Put => self.receive(request),
-            Method::Options => Ok(Handled {
-                response: Response::new(204).with_header("Allow", ALLOWED_METHODS),
+        if request.head.method == Method::Options {
+            return Ok(Handled {
+                response: tus::options(&self.config),
                 summary: "options".into(),
-            }),
-            Method::Patch | Method::Delete | Method::Other(_) => {
+            });
+        }
+        if tus::claims(&request.head) {
+            return self.tus(request);
+        }
+        match request.head.method {
+            Method::Get | Method::Head => {
+                let params = self.params_of(&request.head);
+                if protocol::detect(&params, &request.head).is_none() {
+                    if let Some(name) = protocol::blueimp::resume_name(&params) {
+                        return self.blueimp_resume(&name, &request.head);
+                    }
+                }
+                self.probe(&params, &request.head)
+            }
+            Method::Post | Method::Put | Method::Patch
+                if protocol::blueimp::recognizes(&request.head) =>
+            {
+                self.blueimp_chunk(request)
+            }
+            Method::Post | Method::Put => self.receive(request),
+            Method::Patch | Method::Delete | Method::Options | Method::Other(_) => {
                 Err(Error::MethodNotAllowed(request.head.method.as_str().to_string()).into())
             }
         }
@@ -219,6 +244,6 @@ mod tests {
         assert_eq!(send(&service, "HEAD", CHUNK, b"").status, 200);
         let refused = send(&service, "DELETE", CHUNK, b"");
         assert_eq!(refused.status, 405);
-        assert_eq!(refused.header("Allow"), Some(ALLOWED_METHODS));
+        assert_eq!(refused.header("Allow"), Some(crate::error::ALLOWED_METHODS));
     }
 }

@@ -107,7 +107,7 @@ pub(super) fn complete_locked(
 /// Removes what a completed upload no longer needs: its staging name and its parts (also
 /// finishing a cleanup a crash interrupted).
 pub(super) fn clean_finished(store: &FsStore, upload: &UploadDir, key: &UploadKey) -> Result<()> {
-    remove_staging(store, key)?;
+    remove_staging(store, &staging_name(key))?;
     remove_parts(upload)
 }
 
@@ -202,36 +202,66 @@ fn assemble_and_publish(
     key: &UploadKey,
     parts: u64,
 ) -> Result<Completion> {
+    let target = Target {
+        staging: staging_name(key),
+        filename: &key.filename,
+        relative_path: key.relative_path.as_deref(),
+        size: key.total_size,
+    };
+    publish(store, &target, |dir, name| {
+        assemble(upload, parts, key.total_size, dir, name)
+    })
+}
+
+/// Where a finished upload is published, and the staging name its bytes are gathered under.
+pub(super) struct Target<'a> {
+    /// Unique to the upload: a retry after a crash finds an earlier publish through it.
+    pub staging: String,
+    pub filename: &'a str,
+    pub relative_path: Option<&'a str>,
+    pub size: u64,
+}
+
+/// Publishes an upload exactly once: `fill` writes (and fsyncs) its bytes into the staging
+/// file, which is then linked to a free name (`name (1).ext` on a clash); a publish that a
+/// crash interrupted before its record was written is found again by inode instead of
+/// repeated. The caller holds the upload's lock, writes its record next, then removes the
+/// staging name ([`remove_staging`]).
+pub(super) fn publish(
+    store: &FsStore,
+    target: &Target<'_>,
+    fill: impl FnOnce(BorrowedFd<'_>, &str) -> Result<()>,
+) -> Result<Completion> {
     let root = store.upload_root()?;
     let staging_dir = publish::staging_dir(&root)?;
-    let staging = staging_name(key);
-    let destination = Destination::open(root, &key.filename, key.relative_path.as_deref())?;
+    let staging = &target.staging;
+    let destination = Destination::open(root, target.filename, target.relative_path)?;
 
     // The staging file stays until the record is written (see the header): removed by
-    // remove_staging after write_record.
+    // remove_staging after the record.
     if let Some(published) =
-        find_earlier_publish(&staging_dir, &staging, destination.dir(), &destination.name)?
+        find_earlier_publish(&staging_dir, staging, destination.dir(), &destination.name)?
     {
         return Ok(Completion {
             file: destination.relative(&published),
-            size: key.total_size,
+            size: target.size,
         });
     }
 
     let mut guard = StagingGuard {
         dir: staging_dir.as_fd(),
-        name: &staging,
+        name: staging,
         armed: true,
     };
-    assemble(upload, parts, key.total_size, staging_dir.as_fd(), &staging)?;
-    let file = destination.link_free_name(staging_dir.as_fd(), &staging)?;
+    fill(staging_dir.as_fd(), staging)?;
+    let file = destination.link_free_name(staging_dir.as_fd(), staging)?;
     // Published: from here the staging file is the second link that lets a retry find the
     // published name if this process dies before the record is written.
     guard.armed = false;
     destination.sync()?;
     Ok(Completion {
         file,
-        size: key.total_size,
+        size: target.size,
     })
 }
 
@@ -334,14 +364,16 @@ fn staging_name(key: &UploadKey) -> String {
 
 /// Removes the staging name of a published upload (the published name keeps the file), once
 /// the record exists. Nothing to do when there is none.
-fn remove_staging(store: &FsStore, key: &UploadKey) -> Result<()> {
+/// Removes the staging name of a published upload (the published name keeps the file), once
+/// the record exists. Nothing to do when there is none.
+pub(super) fn remove_staging(store: &FsStore, staging: &str) -> Result<()> {
     let root = store.upload_root()?;
     let staging_dir = match fsutil::open_dir(root.as_fd(), STAGING_DIR) {
         Ok(dir) => dir,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(StoreError::io("opening the staging directory")(e)),
     };
-    fsutil::remove_file(staging_dir.as_fd(), &staging_name(key))
+    fsutil::remove_file(staging_dir.as_fd(), staging)
         .map_err(StoreError::io("removing the staging file"))
 }
 
@@ -354,30 +386,56 @@ pub(super) fn read_record(upload: &UploadDir, key: &UploadKey) -> Result<Option<
 /// The completion record, whatever size it names (a counted upload's size is not known before
 /// its last chunk).
 pub(super) fn load_record(upload: &UploadDir) -> Result<Option<Completion>> {
-    let name = layout::record_name(&upload.file_key);
-    let file = match fsutil::open_read(upload.dir.as_fd(), &name) {
+    read_completion(upload.dir.as_fd(), &layout::record_name(&upload.file_key))
+}
+
+/// The completion record `name` in `dir`, if there is a readable one.
+pub(super) fn read_completion(dir: BorrowedFd<'_>, name: &str) -> Result<Option<Completion>> {
+    let text = read_small(dir, name, MAX_RECORD_SIZE, "reading the completion record")?;
+    Ok(text.and_then(|text| serde_json::from_slice::<Completion>(&text).ok()))
+}
+
+/// The first `max` bytes of a small file of the store's own; `None` when it is absent.
+pub(super) fn read_small(
+    dir: BorrowedFd<'_>,
+    name: &str,
+    max: u64,
+    op: &'static str,
+) -> Result<Option<Vec<u8>>> {
+    let file = match fsutil::open_read(dir, name) {
         Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(StoreError::io("reading the completion record")(e)),
+        Err(e) => return Err(StoreError::io(op)(e)),
     };
     let mut text = Vec::new();
-    file.take(MAX_RECORD_SIZE)
+    file.take(max)
         .read_to_end(&mut text)
-        .map_err(StoreError::io("reading the completion record"))?;
-    Ok(serde_json::from_slice::<Completion>(&text).ok())
+        .map_err(StoreError::io(op))?;
+    Ok(Some(text))
 }
 
 fn write_record(upload: &UploadDir, completion: &Completion) -> Result<()> {
     let name = layout::record_name(&upload.file_key);
-    let temp = format!(".{name}.tmp");
-    let mut file = fsutil::create_truncate(upload.dir.as_fd(), &temp)
-        .map_err(StoreError::io("writing the completion record"))?;
+    write_completion(upload.dir.as_fd(), &name, completion)
+}
+
+/// Writes a completion record atomically (temp file, fsync, rename).
+pub(super) fn write_completion(
+    dir: BorrowedFd<'_>,
+    name: &str,
+    completion: &Completion,
+) -> Result<()> {
     let text = serde_json::to_vec(completion).unwrap_or_default();
-    file.write_all(&text)
-        .and_then(|_| file.sync_all())
-        .map_err(StoreError::io("writing the completion record"))?;
-    fsutil::rename_within(upload.dir.as_fd(), &temp, &name)
-        .map_err(StoreError::io("writing the completion record"))
+    write_atomically(dir, name, &text).map_err(StoreError::io("writing the completion record"))
+}
+
+/// Replaces `name` in `dir` with `bytes` all at once: a temp file beside it, fsynced, renamed
+/// over it. A reader sees the old content or the new, never a part.
+pub(super) fn write_atomically(dir: BorrowedFd<'_>, name: &str, bytes: &[u8]) -> io::Result<()> {
+    let temp = format!(".{name}.tmp");
+    let mut file = fsutil::create_truncate(dir, &temp)?;
+    file.write_all(bytes).and_then(|_| file.sync_all())?;
+    fsutil::rename_within(dir, &temp, name)
 }
 
 /// Removes this upload's parts and any temporary chunk files left by killed requests.

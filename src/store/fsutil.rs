@@ -56,6 +56,40 @@ pub fn open_read(parent: BorrowedFd<'_>, name: &str) -> io::Result<File> {
     Ok(File::from(rfs::openat(parent, name, flags, Mode::empty())?))
 }
 
+/// Opens an existing regular file for writing, as it is (no truncation), refusing a symlink.
+pub fn open_write(parent: BorrowedFd<'_>, name: &str) -> io::Result<File> {
+    let flags = OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    Ok(File::from(rfs::openat(parent, name, flags, Mode::empty())?))
+}
+
+/// Creates a directory that must not exist yet, and opens it.
+pub fn create_dir(parent: BorrowedFd<'_>, name: &str, mode: u32) -> io::Result<OwnedFd> {
+    rfs::mkdirat(parent, name, Mode::from_raw_mode(mode))?;
+    open_dir(parent, name)
+}
+
+/// Removes an empty directory; one that is already gone is not an error.
+pub fn remove_dir(parent: BorrowedFd<'_>, name: &str) -> io::Result<()> {
+    match rfs::unlinkat(parent, name, AtFlags::REMOVEDIR) {
+        Ok(()) | Err(rustix::io::Errno::NOENT) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Last modification time of `name` (never followed), or `None` when absent.
+pub fn modified(parent: BorrowedFd<'_>, name: &str) -> io::Result<Option<std::time::SystemTime>> {
+    match rfs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(stat) => {
+            let secs = u64::try_from(stat.st_mtime).unwrap_or(0);
+            Ok(Some(
+                std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs),
+            ))
+        }
+        Err(rustix::io::Errno::NOENT) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Size of `name` if it is a regular file; `None` when absent (a symlink or anything else
 /// counts as absent, so it is never used).
 pub fn regular_file_size(parent: BorrowedFd<'_>, name: &str) -> io::Result<Option<u64>> {

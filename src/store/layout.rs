@@ -80,6 +80,26 @@ pub fn staging_name(scope: &[&str]) -> String {
     format!("{}.assembling", hex_digest(scope))
 }
 
+/// The temp folder of a tus upload: its id is 32 hex digits (checked by the caller and again
+/// here), and `~tus-` can start no plain name and no other hashed one.
+pub fn tus_dir_name(id: &str) -> Option<String> {
+    (id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit())).then(|| format!("~tus-{id}"))
+}
+
+/// The temp folder of a byte-range upload named only by its file name (blueimp).
+pub fn named_range_dir_name(filename: &str) -> String {
+    format!("~range-{}", hex_digest(&[filename]))
+}
+
+/// The staging file of a byte-range upload; the `range-` prefix keeps it apart from every
+/// chunked upload's staging name.
+pub fn range_staging_name(user: Option<&str>, dir_name: &str) -> String {
+    format!(
+        "range-{}.assembling",
+        hex_digest(&[user.unwrap_or(""), dir_name])
+    )
+}
+
 /// The folders and file name a finished upload is published under, relative to the upload dir.
 /// Folders come from the relative path (all but its last component), the name from the file
 /// name. Nothing that comes out can climb out, hide itself, or contain a control character.

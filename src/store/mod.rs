@@ -10,6 +10,7 @@ pub mod layout;
 mod lock;
 mod publish;
 pub mod published;
+mod range;
 mod shape;
 mod whole;
 
@@ -20,6 +21,9 @@ use std::path::{Path, PathBuf};
 
 pub use chunk::PendingChunk;
 pub use complete::Completion;
+pub use range::{
+    Appended, CommitAt, RangeId, RangeInfo, RangeKey, RangeState, StageLen, StagedRange,
+};
 
 /// Which upload a chunk belongs to, as the store sees it.
 #[derive(Debug, Clone)]
@@ -71,6 +75,22 @@ pub enum StoreError {
     /// A chunk whose length only its body tells, or the file it completes, is over a limit.
     #[error("{0}")]
     OverLimit(String),
+    /// A byte-range upload that does not exist (never created, removed, or another user's).
+    #[error("no such upload")]
+    UnknownUpload,
+    /// Another request holds the upload's lock right now (a second writer is refused, never
+    /// queued, so bodies never interleave).
+    #[error("another request is writing to this upload")]
+    Busy,
+    /// A byte range that does not start where the stored bytes end.
+    #[error("the upload holds {offset} bytes; a body must start there")]
+    OffsetMismatch { offset: u64 },
+    /// A byte range for a file of another size than the upload's.
+    #[error("the upload is {length} bytes long")]
+    LengthMismatch { length: u64 },
+    /// More bytes than the upload has room for.
+    #[error("the body is longer than the {room} bytes left in the upload")]
+    BeyondLength { room: u64 },
 }
 
 impl StoreError {
@@ -192,6 +212,35 @@ pub trait UploadStore: Send + Sync {
     /// Whether anything of this upload is stored: parts under this key's geometry, or its
     /// completion.
     fn knows(&self, key: &UploadKey) -> Result<bool>;
+
+    /// Creates a byte-range upload with nothing stored yet; it must not exist.
+    fn create_range(&self, key: &RangeKey, state: &RangeState) -> Result<()>;
+
+    /// A byte-range upload as it stands (no lock taken), `None` when there is none.
+    fn range_info(&self, key: &RangeKey) -> Result<Option<RangeInfo>>;
+
+    /// Appends `body` at `at`, which must be where the stored bytes end, under the upload's
+    /// lock (refused with [`StoreError::Busy`] while another request holds it). Bytes that
+    /// arrived are kept and durable even when the body is cut off; at most the bytes left are
+    /// read. Completes the upload when it is then full.
+    fn append_range(&self, key: &RangeKey, at: u64, body: &mut dyn Read) -> Result<Appended>;
+
+    /// Receives a body that must be checked before it counts (a checksum, a multipart trailer,
+    /// an exact length); `create` makes the upload's folder when missing.
+    fn stage_range(
+        &self,
+        key: &RangeKey,
+        create: bool,
+        body: &mut dyn Read,
+        len: StageLen,
+    ) -> Result<Box<dyn StagedRange>>;
+
+    /// Publishes an upload whose bytes are all stored but which is not complete (the request
+    /// that filled it was killed mid-completion). `None` while another request holds its lock.
+    fn complete_range(&self, key: &RangeKey) -> Result<Option<Progress>>;
+
+    /// Removes every stored byte of a byte-range upload (its published file, if any, stays).
+    fn remove_range(&self, key: &RangeKey) -> Result<()>;
 }
 
 /// What receiving a whole file achieved.
@@ -300,6 +349,20 @@ impl FsStore {
             Ok(fd) => Ok(Some(fd)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(self.temp_subdir_error(parent, name, e)),
+        }
+    }
+
+    /// [`FsStore::temp_subdir`], or [`FsStore::ensure_temp_subdir`] when `create`.
+    fn temp_subdir_maybe(
+        &self,
+        parent: &OwnedFd,
+        name: &str,
+        create: bool,
+    ) -> Result<Option<OwnedFd>> {
+        if create {
+            self.ensure_temp_subdir(parent, name).map(Some)
+        } else {
+            self.temp_subdir(parent, name)
         }
     }
 
@@ -432,5 +495,35 @@ impl UploadStore for FsStore {
         };
         Ok(complete::read_record(&upload, key)?.is_some()
             || shape::recorded(&upload)? == Some(shape::Shape::of(key)))
+    }
+
+    fn create_range(&self, key: &RangeKey, state: &RangeState) -> Result<()> {
+        FsStore::create_range(self, key, state)
+    }
+
+    fn range_info(&self, key: &RangeKey) -> Result<Option<RangeInfo>> {
+        FsStore::range_info(self, key)
+    }
+
+    fn append_range(&self, key: &RangeKey, at: u64, body: &mut dyn Read) -> Result<Appended> {
+        FsStore::append_range(self, key, at, body)
+    }
+
+    fn stage_range(
+        &self,
+        key: &RangeKey,
+        create: bool,
+        body: &mut dyn Read,
+        len: StageLen,
+    ) -> Result<Box<dyn StagedRange>> {
+        FsStore::stage_range(self, key, create, body, len)
+    }
+
+    fn complete_range(&self, key: &RangeKey) -> Result<Option<Progress>> {
+        FsStore::complete_range(self, key)
+    }
+
+    fn remove_range(&self, key: &RangeKey) -> Result<()> {
+        FsStore::remove_range(self, key)
     }
 }

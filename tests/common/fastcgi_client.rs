@@ -144,10 +144,14 @@ pub fn read_record(input: &mut dyn Read) -> io::Result<Option<(u8, u16, Vec<u8>)
     let mut header = [0u8; 8];
     let mut got = 0;
     while got < 8 {
-        match input.read(&mut header[got..])? {
-            0 if got == 0 => return Ok(None),
-            0 => return Err(io::ErrorKind::UnexpectedEof.into()),
-            n => got += n,
+        // A socket with a timeout can answer EINTR after the process was stopped and resumed,
+        // with no signal handler at all; read_exact below retries it too.
+        match input.read(&mut header[got..]) {
+            Ok(0) if got == 0 => return Ok(None),
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
         }
     }
     assert_eq!(header[0], 1, "the worker wrote a record of another version");

@@ -8,7 +8,10 @@ Run it after editing and commit both. Every case names the status the documentat
   415  policy refusal (too large), 422 body shorter/longer than declared or truncated multipart
 
 String fields (query, content_type, body) are a string or a list of segments: a string, or
-{"repeat": s, "times": n} for long inputs, or {"b64": "..."} for raw bytes.
+{"repeat": s, "times": n} for long inputs, or {"b64": "..."} for raw bytes. tus and blueimp
+cases also carry "headers" ([name, value] pairs, sent as HTTP_* variables) and "path_info";
+for them 201 (tus creation) and 204 (tus PATCH) are stored too, 404 an unknown upload, 409 a
+range that does not start where the stored bytes end, 412 no tus version, 413 over a length.
 """
 
 import base64
@@ -419,6 +422,97 @@ case("plupload-get-is-no-test", 400, method="GET", body="", query=qs(pl()))
 case("plupload-name-missing-is-no-plupload", 400, query=qs(pl(name=None)))
 case("plupload-name-empty", 400, query=qs(pl(name="")))
 case("plupload-with-chunknumber-is-unprefixed", 400, query=qs(pl(name="u.txt")) + "&chunkNumber=1")
+# --- tus: creation, upload URLs, offsets and metadata. ---
+def tus_case(name, expect, headers, method="POST", path_info=None, body="", content_type=None):
+    version = [] if any(h[0] == "Tus-Resumable" for h in headers) else [["Tus-Resumable", "1.0.0"]]
+    extra = {"headers": version + headers}
+    if path_info is not None:
+        extra["path_info"] = path_info
+    case(name, expect, method=method, content_type=content_type, body=body, **extra)
+
+
+def tus_meta(**pairs):
+    return ",".join(f"{k} {base64.b64encode(v.encode('utf-8', 'surrogateescape')).decode()}"
+                    for k, v in pairs.items())
+
+
+def tus_create(name, expect, meta, body="hello", length="5"):
+    tus_case(name, expect, [["Upload-Length", length], ["Upload-Metadata", meta]],
+             body=body, content_type="application/offset+octet-stream")
+
+
+ZERO_ID = "/" + "0" * 32
+for key, value in NAMES.items():
+    tus_create(f"tus-filename-{key}", 201, tus_meta(filename=value))
+tus_create("tus-relativepath-traversal", 201, tus_meta(filename="x.txt", relativePath="../../../tus-etc/x.txt"))
+tus_create("tus-relativepath-absolute", 201, tus_meta(filename="x.txt", relativePath="/tus-etc/cron.d/x.txt"))
+tus_create("tus-name-key-traversal", 201, tus_meta(name="../../.bashrc"))
+tus_create("tus-metadata-not-base64", 400, "filename ../../etc/passwd")
+tus_create("tus-metadata-bad-padding", 400, "filename aGVsbG8")
+tus_create("tus-metadata-key-twice", 400, tus_meta(filename="a") + "," + tus_meta(filename="b"))
+tus_create("tus-metadata-non-ascii-key", 400, "имя YQ==")
+tus_create("tus-metadata-control-key", 400, "fi\x01le YQ==")
+tus_create("tus-metadata-huge", 400, [tus_meta(filename="a") + ",x ", rep("QUFB", 5000)])
+tus_create("tus-body-longer-than-length", 413, tus_meta(filename="a"), body="hello world")
+for label, length, status in [("negative", "-1", 400), ("hex", "0x10", 400), ("fraction", "1.5", 400),
+                              ("exponent", "1e9", 400), ("beyond-u64", "99999999999999999999", 400),
+                              ("u64-max", "18446744073709551615", 413), ("over-max", "10737418241", 413),
+                              ("empty", "", 400), ("spaces-inside", "1 2", 400)]:
+    tus_case(f"tus-length-{label}", status, [["Upload-Length", length]])
+tus_case("tus-no-length", 400, [])
+tus_case("tus-defer-length", 400, [["Upload-Defer-Length", "1"]])
+tus_case("tus-concat-final", 400, [["Upload-Length", "5"], ["Upload-Concat", "final;/a /b"]])
+tus_case("tus-version-other", 412, [["Tus-Resumable", "0.2.2"], ["Upload-Length", "5"]])
+tus_case("tus-checksum-unsupported", 400, [["Upload-Length", "5"], ["Upload-Checksum", "md5 XUFAKrxLKna5cZ2REBfFkg=="]],
+         body="hello", content_type="application/offset+octet-stream")
+tus_case("tus-override-trace", 405, [["X-HTTP-Method-Override", "TRACE"]])
+for label, offset, status in [("negative", "-1", 400), ("fraction", "0.5", 400), ("hex", "0x0", 400),
+                              ("beyond-u64", "99999999999999999999", 400), ("missing", None, 400),
+                              ("valid-unknown-id", "0", 404)]:
+    headers = [["Upload-Offset", offset]] if offset is not None else []
+    tus_case(f"tus-offset-{label}", status, headers, method="PATCH", path_info=ZERO_ID,
+             body="hello", content_type="application/offset+octet-stream")
+tus_case("tus-patch-wrong-type", 415, [["Upload-Offset", "0"]], method="PATCH", path_info=ZERO_ID,
+         body="hello", content_type="application/octet-stream")
+for label, path in [("dotdot", "/.."), ("deep-traversal", "/../../etc/passwd"), ("encoded", "/%2e%2e%2fetc"),
+                    ("double-slash", "//etc/passwd"), ("id-then-more", ZERO_ID + "/.."), ("upper-hex", "/" + "A" * 32),
+                    ("short-id", "/abc"), ("long", "/" + "a" * 5000), ("backslash", "/..\\..\\x"),
+                    ("newline", "/" + "0" * 31 + "\n")]:
+    tus_case(f"tus-path-{label}-head", 404, [], method="HEAD", path_info=path, body="", content_type=None)
+    tus_case(f"tus-path-{label}-delete", 404, [], method="DELETE", path_info=path, body="", content_type=None)
+case("tus-upload-url-without-version", 412, method="HEAD", content_type=None, body="", path_info=ZERO_ID)
+case("tus-patch-without-version", 412, method="PATCH", content_type="application/offset+octet-stream",
+     body="hello")
+
+
+# --- blueimp: Content-Range and Content-Disposition. ---
+def blueimp_case(name, expect, filename="hello.txt", rng="bytes 0-4/5", body="hello", raw_name=None,
+                 content_type="application/octet-stream"):
+    headers = []
+    if rng is not None:
+        headers.append(["Content-Range", rng])
+    if filename is not None or raw_name is not None:
+        encoded = raw_name if raw_name is not None else quote(filename.encode("utf-8", "surrogateescape"), safe="")
+        headers.append(["Content-Disposition", f'attachment; filename="{encoded}"'])
+    case(name, expect, content_type=content_type, body=body, headers=headers)
+
+
+for key, value in NAMES.items():
+    blueimp_case(f"blueimp-name-{key}", 200, filename=value)
+blueimp_case("blueimp-name-missing", 400, filename=None)
+blueimp_case("blueimp-name-bad-escape", 400, raw_name="%zz")
+blueimp_case("blueimp-name-not-utf8", 400, raw_name="%ff%fe")
+blueimp_case("blueimp-name-huge", 400, raw_name="a" * 5000)
+for label, rng, status in [("last-past-total", "bytes 0-5/5", 400), ("reversed", "bytes 4-0/5", 400),
+                           ("negative", "bytes -1-4/5", 400), ("no-total", "bytes 0-4", 400),
+                           ("star", "bytes */5", 400), ("other-unit", "items 0-4/5", 400),
+                           ("beyond-u64", "bytes 0-4/99999999999999999999", 400),
+                           ("u64-max-total", "bytes 0-4/18446744073709551615", 415),
+                           ("gap-nothing-stored", "bytes 5-9/10", 409),
+                           ("body-shorter", "bytes 0-5/6", 422), ("body-longer", "bytes 0-3/5", 422)]:
+    blueimp_case(f"blueimp-range-{label}", status, rng=rng)
+blueimp_case("blueimp-multipart-part-name-traversal", 200, content_type=MP,
+             body=b64(multipart([], filename="../../etc/passwd")))
 
 print(len(CASES), "cases")
 here = os.path.dirname(os.path.abspath(__file__))
