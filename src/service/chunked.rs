@@ -276,6 +276,8 @@ impl Service {
             }
             .into());
         }
+        // Some clients (Dropzone) name the file only in the part's `filename` attribute.
+        params.set_file_name(file.filename());
         reader.set_limit(max_chunk_body).map_err(Error::Multipart)?;
         match reader.take_only_file(file, |file| self.receive_chunk(&params, &head, file)) {
             Ok(received) => self.commit(received),
