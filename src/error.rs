@@ -38,6 +38,9 @@ pub enum Error {
     BodyTooLarge { length: u64, max: u64 },
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The completion hook refused the finished file; it is gone with its parts.
+    #[error("the completion hook refused the file: {reason}")]
+    Rejected { reason: String },
 }
 
 impl Error {
@@ -51,9 +54,13 @@ impl Error {
             Error::Multipart(_) => 400,
             Error::FileTooLarge { .. }
             | Error::ChunkTooLarge { .. }
-            | Error::BodyTooLarge { .. } => 415,
+            | Error::BodyTooLarge { .. }
+            | Error::Rejected { .. } => 415,
             Error::Store(StoreError::BodyLength { .. } | StoreError::BodyRead(_)) => 422,
-            Error::Store(StoreError::NoSpace { .. }) => 503,
+            // The disk, or a hook that did not decide: the server's trouble, try again later.
+            Error::Store(
+                StoreError::NoSpace { .. } | StoreError::LowSpace { .. } | StoreError::Hook(_),
+            ) => 503,
             Error::Store(_) => 500,
         }
     }
@@ -90,6 +97,14 @@ impl Error {
             Error::Store(StoreError::NoSpace { .. }) => {
                 "the server is out of disk space; retry later".into()
             }
+            Error::Store(StoreError::LowSpace { .. }) => {
+                "the server is low on disk space; retry later".into()
+            }
+            Error::Store(StoreError::Hook(_)) => {
+                "the server could not finish checking the upload; retry later".into()
+            }
+            // The hook's own words, for the page (a form lists them as that file's error).
+            Error::Rejected { reason } => reason.clone(),
             Error::Store(StoreError::BodyLength { .. } | StoreError::BodyRead(_)) => {
                 self.to_string()
             }

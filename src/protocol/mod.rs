@@ -85,6 +85,8 @@ pub struct Finished {
     pub size: u64,
     /// Whether this request published it (false: an earlier one did).
     pub just_now: bool,
+    /// What the completion hook gave back for the page, kept with the completion.
+    pub data: Option<serde_json::Value>,
 }
 
 /// What a chunk or test request achieved, before a dialect shapes it into an answer.
@@ -120,16 +122,19 @@ impl Outcome {
             ),
             // Every request that touches a finished upload gets this body, because the clients
             // hand the body of whichever request finished last to the page.
-            Outcome::Complete(done) => Response::json(
-                200,
-                &json!({
+            Outcome::Complete(done) => {
+                let mut body = json!({
                     "success": true,
                     "complete": true,
                     "file": done.file,
                     "size": done.size,
                     "completedNow": done.just_now,
-                }),
-            ),
+                });
+                if let (Some(data), Some(fields)) = (&done.data, body.as_object_mut()) {
+                    fields.insert("data".into(), data.clone());
+                }
+                Response::json(200, &body)
+            }
         };
         // Test answers change as chunks arrive: no cache may keep them.
         response.with_header("Cache-Control", "no-store")

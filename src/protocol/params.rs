@@ -104,6 +104,11 @@ impl Params {
         Ok(found)
     }
 
+    /// Every name/value pair, in arrival order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.pairs.iter().map(|(n, v)| (n.as_str(), v.as_str()))
+    }
+
     /// Whether any value was sent under `name`.
     pub fn contains(&self, name: &str) -> bool {
         self.pairs.iter().any(|(n, _)| n == name)

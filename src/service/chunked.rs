@@ -1,6 +1,9 @@
 //! The chunked flow shared by every chunk dialect: a test request (is this chunk stored?) and a
 //! chunk upload (stream it in, count it, complete the file when it was the last one missing).
 
+use serde_json::{Map, Value};
+
+use super::completion::{metadata_of, Finisher};
 use super::{Failure, Handled, Service};
 use crate::error::Error;
 use crate::protocol::multipart::{self, IntakeError};
@@ -13,6 +16,9 @@ struct Received {
     dialect: &'static dyn ChunkDialect,
     chunk: ChunkRequest,
     bytes: Box<dyn ReceivedChunk>,
+    user: Option<String>,
+    /// The request's parameters, for the completion hook.
+    metadata: Map<String, Value>,
 }
 
 impl Service {
@@ -51,18 +57,24 @@ impl Service {
     /// The test request (testChunks): is this chunk stored, or the upload complete?
     pub(super) fn probe(&self, params: &Params, head: &Head) -> Result<Handled, Failure> {
         let (dialect, chunk) = self.chunk_of(params, head)?;
-        let key = upload_key(&chunk, head.remote_user.as_deref());
+        let key = upload_key(dialect, &chunk, head.remote_user.as_deref());
         let failed = |error: StoreError| Failure {
             error: error.into(),
             dialect: Some(dialect),
         };
         let geometry = chunk.geometry;
+        let approve = self.approver(Finisher {
+            client: dialect.name(),
+            identifier: &chunk.identifier,
+            user: head.remote_user.as_deref(),
+            metadata: metadata_of(params),
+        });
         let (outcome, action) = if let Some(done) = self.store.completion(&key).map_err(failed)? {
             // A process killed between writing the record and removing the parts leaves them
             // behind; the test of the last chunk (what a resuming client sends last) finishes
             // that cleanup. Best effort: the answer does not depend on it.
             if geometry.is_last() {
-                if let Err(e) = self.store.complete_if_covered(&key) {
+                if let Err(e) = self.store.complete_if_covered(&key, &approve) {
                     log::warn!("finishing the cleanup of a completed upload: {e}");
                 }
             }
@@ -80,12 +92,20 @@ impl Service {
             (missing, "test (missing)")
         } else {
             // The last chunk is present: if the file is covered but was never assembled (the
-            // request that should have done it failed, e.g. on a full disk), complete it now,
-            // since the client will not upload anything again.
+            // request that should have done it failed, e.g. on a full disk, or its completion
+            // hook did not decide), complete it now, since the client will not upload anything
+            // again.
             let completed = if geometry.is_last() {
-                match self.store.complete_if_covered(&key).map_err(failed)? {
+                match self
+                    .store
+                    .complete_if_covered(&key, &approve)
+                    .map_err(failed)?
+                {
                     Progress::Completed(done) | Progress::AlreadyComplete(done) => Some(done),
                     Progress::Incomplete => None,
+                    Progress::Rejected { reason } => {
+                        return Err(rejected(dialect, reason));
+                    }
                 }
             } else {
                 None
@@ -151,18 +171,27 @@ impl Service {
         body: &mut dyn std::io::Read,
     ) -> Result<Received, Failure> {
         let (dialect, chunk) = self.chunk_of(params, head)?;
-        let key = upload_key(&chunk, head.remote_user.as_deref());
+        let key = upload_key(dialect, &chunk, head.remote_user.as_deref());
+        let failed = |error: Error| Failure {
+            error,
+            dialect: Some(dialect),
+        };
+        // A new upload must fit with room to spare: its parts, then its assembled file.
+        if !self.store.has_upload(&key).map_err(|e| failed(e.into()))? {
+            let total = chunk.geometry.total_size;
+            self.ensure_room_for_new_upload(total, total)
+                .map_err(failed)?;
+        }
         let bytes = self
             .store
             .receive_chunk(&key, chunk.geometry.number, chunk.geometry.size, body)
-            .map_err(|e| Failure {
-                error: e.into(),
-                dialect: Some(dialect),
-            })?;
+            .map_err(|e| failed(e.into()))?;
         Ok(Received {
             dialect,
             chunk,
             bytes,
+            user: head.remote_user.clone(),
+            metadata: metadata_of(params),
         })
     }
 
@@ -171,8 +200,16 @@ impl Service {
             dialect,
             chunk,
             bytes,
+            user,
+            metadata,
         } = received;
-        let progress = bytes.commit().map_err(|e| Failure {
+        let approve = self.approver(Finisher {
+            client: dialect.name(),
+            identifier: &chunk.identifier,
+            user: user.as_deref(),
+            metadata,
+        });
+        let progress = bytes.commit(&approve).map_err(|e| Failure {
             error: e.into(),
             dialect: Some(dialect),
         })?;
@@ -190,6 +227,7 @@ impl Service {
             Progress::AlreadyComplete(done) => {
                 (complete(&done, false), "ignored (already complete)")
             }
+            Progress::Rejected { reason } => return Err(rejected(dialect, reason)),
         };
         Ok(Handled {
             response: dialect.answer(&outcome),
@@ -203,11 +241,25 @@ fn complete(done: &Completion, just_now: bool) -> Outcome {
         file: done.file.clone(),
         size: done.size,
         just_now,
+        data: done.data.clone(),
     })
 }
 
-fn upload_key(chunk: &ChunkRequest, request_user: Option<&str>) -> UploadKey {
+/// The completion hook refused the file: the client must stop sending it.
+fn rejected(dialect: &'static dyn ChunkDialect, reason: String) -> Failure {
+    Failure {
+        error: Error::Rejected { reason },
+        dialect: Some(dialect),
+    }
+}
+
+fn upload_key(
+    dialect: &'static dyn ChunkDialect,
+    chunk: &ChunkRequest,
+    request_user: Option<&str>,
+) -> UploadKey {
     UploadKey {
+        client: dialect.name(),
         user: request_user.map(str::to_string),
         identifier: chunk.identifier.clone(),
         filename: chunk.filename.clone(),

@@ -1,9 +1,12 @@
-//! Completion: coverage check, assembly with the kernel's copy, fsync, publishing under a free
-//! name without ever replacing a file, the completion record, and cleanup of the parts.
+//! Completion: coverage check, assembly with the kernel's copy, fsync, the approval step (the
+//! completion hook), publishing under a free name without ever replacing a file, the completion
+//! record, and cleanup of the parts.
 //!
 //! Crash safety, step by step (all under the upload lock):
 //! 1. the staging file is assembled and fsynced: a crash leaves a staging file with one link,
-//!    which the next attempt truncates and rebuilds;
+//!    which the next attempt truncates and rebuilds. Then the approval step decides: a refusal
+//!    removes the staging file and the parts; no decision (a hook that timed out) renames the
+//!    synced file to its "kept" name, which the next attempt takes instead of assembling again;
 //! 2. it is hard-linked to a free final name (link fails rather than replace): the final name
 //!    only ever shows a complete file;
 //! 3. the completion record is written (temp + rename): a crash between 2 and 3 leaves the
@@ -13,6 +16,7 @@
 //! 4. the staging file and the parts are removed: a crash here leaves a record, and the next
 //!    request finishes the cleanup (the staging file's second link included).
 
+use std::fs;
 use std::io::{self, Read, Write};
 use std::num::NonZeroU64;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -22,7 +26,10 @@ use serde::{Deserialize, Serialize};
 
 use super::lock::UploadLock;
 use super::shape::Shape;
-use super::{fsutil, layout, FsStore, PendingChunk, Progress, Result, StoreError, UploadKey};
+use super::{
+    fsutil, layout, Approval, Approve, AssembledFile, FsStore, PendingChunk, Progress, Result,
+    StoreError, UploadKey,
+};
 
 /// Folder of the upload dir where files are assembled before they get their final name.
 pub const STAGING_DIR: &str = ".resumable-staging";
@@ -30,17 +37,27 @@ pub const STAGING_DIR: &str = ".resumable-staging";
 const MAX_NAME_ATTEMPTS: u32 = 10_000;
 const MAX_RECORD_SIZE: u64 = 64 * 1024;
 
-/// A finished upload: where it was published, relative to the upload dir, and its size.
+/// A finished upload: where it was published, relative to the upload dir, its size, and what
+/// the approval step (the completion hook) gave back for the client.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Completion {
     pub file: String,
     pub size: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<serde_json::Value>,
+}
+
+/// What assembling and publishing came to.
+enum Published {
+    Done(Completion),
+    Rejected(String),
 }
 
 pub(super) fn commit_and_complete(
     store: &FsStore,
     key: &UploadKey,
     pending: Option<PendingChunk>,
+    approve: &Approve<'_>,
 ) -> Result<Progress> {
     let (dir, file_key) = match &pending {
         Some(p) => (
@@ -87,11 +104,18 @@ pub(super) fn commit_and_complete(
     let Some(parts) = covered_parts(&upload, key)? else {
         return Ok(Progress::Incomplete);
     };
-    let completion = assemble_and_publish(store, &upload, key, parts)?;
-    write_record(&upload, &completion)?;
-    remove_staging(store, key)?;
-    remove_parts(&upload)?;
-    Ok(Progress::Completed(completion))
+    match assemble_and_publish(store, &upload, key, parts, approve)? {
+        Published::Done(completion) => {
+            write_record(&upload, &completion)?;
+            remove_staging(store, key)?;
+            remove_parts(&upload)?;
+            Ok(Progress::Completed(completion))
+        }
+        Published::Rejected(reason) => {
+            remove_parts(&upload)?;
+            Ok(Progress::Rejected { reason })
+        }
+    }
 }
 
 /// The number of parts when parts 1..=n are all stored and together cover exactly
@@ -124,7 +148,8 @@ fn assemble_and_publish(
     upload: &super::UploadDir,
     key: &UploadKey,
     parts: u64,
-) -> Result<Completion> {
+    approve: &Approve<'_>,
+) -> Result<Published> {
     let root = store.upload_root()?;
     let staging_dir = fsutil::ensure_dir(root.as_fd(), STAGING_DIR, 0o700)
         .map_err(StoreError::io("opening the staging directory"))?;
@@ -147,10 +172,11 @@ fn assemble_and_publish(
     // The staging file stays until the record is written (see the header): removed by
     // remove_staging after write_record.
     if let Some(published) = find_earlier_publish(&staging_dir, &staging, &target, &name)? {
-        return Ok(Completion {
+        return Ok(Published::Done(Completion {
             file: relative(&published),
             size: key.total_size,
-        });
+            data: None,
+        }));
     }
 
     let mut guard = StagingGuard {
@@ -158,7 +184,35 @@ fn assemble_and_publish(
         name: &staging,
         armed: true,
     };
-    assemble(upload, parts, key.total_size, staging_dir.as_fd(), &staging)?;
+    let kept = kept_name(&staging);
+    if !take_kept(staging_dir.as_fd(), &kept, &staging, key.total_size)? {
+        assemble(upload, parts, key.total_size, staging_dir.as_fd(), &staging)?;
+    }
+    let intended = relative(&first_free_name(&target, &name)?);
+    let path = fs::canonicalize(&store.upload_dir)
+        .map_err(StoreError::io(
+            "finding the absolute path of the upload directory",
+        ))?
+        .join(STAGING_DIR)
+        .join(&staging);
+    let assembled = AssembledFile {
+        path: &path,
+        name: &intended,
+        size: key.total_size,
+    };
+    let data = match approve(&assembled) {
+        Ok(Approval::Publish { data }) => data,
+        // The guard removes the file; the caller removes the parts.
+        Ok(Approval::Reject { reason }) => return Ok(Published::Rejected(reason)),
+        Err(e) => {
+            // No decision: the server's fault, not the file's. The synced file is kept under a
+            // name that says so, for the next attempt to take instead of assembling again.
+            if fsutil::rename(staging_dir.as_fd(), &staging, staging_dir.as_fd(), &kept).is_ok() {
+                guard.armed = false;
+            }
+            return Err(e);
+        }
+    };
     let mut published = None;
     for attempt in 0..MAX_NAME_ATTEMPTS {
         let candidate = layout::clash_candidate(&name, attempt);
@@ -176,10 +230,54 @@ fn assemble_and_publish(
     // published name if this process dies before the record is written.
     guard.armed = false;
     fsutil::sync_dir(&target).map_err(StoreError::io("syncing the upload directory"))?;
-    Ok(Completion {
+    Ok(Published::Done(Completion {
         file: relative(&published),
         size: key.total_size,
-    })
+        data,
+    }))
+}
+
+/// The name an assembled, synced file waits under while its approval is pending.
+fn kept_name(staging: &str) -> String {
+    let stem = staging.strip_suffix(".assembling").unwrap_or(staging);
+    format!("{stem}.assembled")
+}
+
+/// Takes a file an earlier attempt assembled and synced but could not get approved, when it is
+/// whole (the parts under one key hold the same bytes, so it is the file they make). A kept
+/// file of another size is stale and goes.
+fn take_kept(dir: BorrowedFd<'_>, kept: &str, staging: &str, size: u64) -> Result<bool> {
+    let probe = StoreError::io("looking for an assembled file kept by an earlier attempt");
+    match fsutil::identity(dir, kept).map_err(probe)? {
+        None => return Ok(false),
+        Some(found) if found.links == 1 => {
+            let probe = StoreError::io("looking for an assembled file kept by an earlier attempt");
+            if fsutil::regular_file_size(dir, kept).map_err(probe)? == Some(size) {
+                fsutil::rename(dir, kept, dir, staging)
+                    .map_err(StoreError::io("taking a kept assembled file"))?;
+                return Ok(true);
+            }
+        }
+        Some(_) => {}
+    }
+    fsutil::remove_file(dir, kept).map_err(StoreError::io("removing a stale assembled file"))?;
+    Ok(false)
+}
+
+/// The first of `name`, `name (1).ext`, ... that is free now: what the approval step is told
+/// the file will be called (publishing itself still never replaces a file that appears meanwhile).
+fn first_free_name(target: &OwnedFd, name: &str) -> Result<String> {
+    for attempt in 0..MAX_NAME_ATTEMPTS {
+        let candidate = layout::clash_candidate(name, attempt);
+        let probe = StoreError::io("looking for a free name");
+        if fsutil::identity(target.as_fd(), &candidate)
+            .map_err(probe)?
+            .is_none()
+        {
+            return Ok(candidate);
+        }
+    }
+    Ok(name.to_string())
 }
 
 /// How much of the staging file is copied before its writeback is started (see [`assemble`]).

@@ -6,6 +6,9 @@
 //! same number while holding other bytes (S=25: [10,10,5] in ceil mode vs five chunks of 5 —
 //! part 3 is 5 bytes either way, from offset 20 or offset 10), and the test request would call
 //! it present. Parts left by the PHP script have no geometry file; they are taken as they are.
+//!
+//! A second line describes the upload (client, identifier, file name, user) in JSON for
+//! `resumable-cgi list`, since hashed directory and file names do not say.
 
 use std::io::{Read, Write};
 use std::os::fd::AsFd;
@@ -27,7 +30,7 @@ impl Shape {
         }
     }
 
-    fn parse(text: &str) -> Option<Shape> {
+    pub(super) fn parse(text: &str) -> Option<Shape> {
         let mut numbers = text.split_whitespace().map(str::parse::<u64>);
         match (numbers.next(), numbers.next()) {
             (Some(Ok(chunk_size)), Some(Ok(total_size))) => Some(Shape {
@@ -51,11 +54,13 @@ pub(super) fn recorded(upload: &UploadDir) -> Result<Option<Shape>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(StoreError::io("reading the upload's chunk geometry")(e)),
     };
-    let mut text = String::new();
-    file.take(128)
-        .read_to_string(&mut text)
+    // The numbers only: the description after them may be cut anywhere, even mid-character.
+    let mut bytes = Vec::new();
+    file.take(64)
+        .read_to_end(&mut bytes)
         .map_err(StoreError::io("reading the upload's chunk geometry"))?;
-    Ok(Shape::parse(&text))
+    let first_line = bytes.split(|&b| b == b'\n').next().unwrap_or_default();
+    Ok(Shape::parse(&String::from_utf8_lossy(first_line)))
 }
 
 /// True unless a different geometry is recorded for this upload.
@@ -69,7 +74,14 @@ pub(super) fn record(upload: &UploadDir, key: &UploadKey) -> Result<()> {
     let temp = format!(".{name}.tmp");
     let mut file = fsutil::create_truncate(upload.dir.as_fd(), &temp)
         .map_err(StoreError::io("recording the upload's chunk geometry"))?;
-    file.write_all(Shape::of(key).render().as_bytes())
+    let about = serde_json::json!({
+        "client": key.client,
+        "identifier": key.identifier,
+        "filename": key.filename,
+        "relativePath": key.relative_path,
+        "user": key.user,
+    });
+    file.write_all(format!("{}{about}\n", Shape::of(key).render()).as_bytes())
         .map_err(StoreError::io("recording the upload's chunk geometry"))?;
     drop(file);
     fsutil::rename(upload.dir.as_fd(), &temp, upload.dir.as_fd(), &name)
