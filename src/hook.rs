@@ -2,7 +2,8 @@
 //! on a finished file before it is published, and turns how it ended into a decision.
 //!
 //! The program gets the file's description as JSON on stdin and as `RESUMABLE_HOOK_*`
-//! variables, plus the request's `RESUMABLE_*` settings, in its own process group. Exit 0
+//! variables, plus the request's `RESUMABLE_*` settings and the server's environment (without
+//! the request's own CGI variables), in its own process group. Exit 0
 //! accepts (a JSON object on stdout is handed to the client); exit 75 (EX_TEMPFAIL) asks to be
 //! run again later; any other exit refuses the file, the first line on stderr saying why. A
 //! program that cannot be started, is killed by a signal, or runs past the timeout (it is then
@@ -30,9 +31,18 @@ const MAX_STDERR: usize = 4 * 1024;
 const MAX_REASON: usize = 500;
 /// sysexits.h EX_TEMPFAIL: "try again later", as mail delivery programs use it.
 pub const EXIT_TEMPFAIL: i32 = 75;
-/// Variables of the server's own environment the program inherits; nothing else is passed on
-/// (a CGI environment holds the request's headers as `HTTP_*`, `HTTP_PROXY` among them).
-const INHERITED: &[&str] = &["PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "HOME", "TMPDIR"];
+/// CGI request variables that are not passed on: a CGI process's environment describes the
+/// request (its headers as `HTTP_*`, `HTTP_PROXY` among them, which tools take for a proxy
+/// setting), and a program that sees `GATEWAY_INTERFACE` may think it is a CGI script itself.
+const REQUEST_VARIABLES: &[&str] = &[
+    "GATEWAY_INTERFACE",
+    "REQUEST_METHOD",
+    "QUERY_STRING",
+    "CONTENT_LENGTH",
+    "CONTENT_TYPE",
+    "PATH_INFO",
+    "PATH_TRANSLATED",
+];
 const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 /// The longest `RESUMABLE_HOOK_METADATA` passed in the environment.
 const MAX_METADATA_VARIABLE: usize = 32 * 1024;
@@ -113,8 +123,8 @@ impl Hook {
         let stdin_json = serde_json::to_vec(input).unwrap_or_default();
         let mut command = Command::new(&self.program);
         command.env_clear();
-        for name in INHERITED {
-            if let Some(value) = std::env::var_os(name) {
+        for (name, value) in std::env::vars_os() {
+            if inherited(&name) {
                 command.env(name, value);
             }
         }
@@ -205,6 +215,16 @@ impl Hook {
             }),
         }
     }
+}
+
+/// Whether a variable of this process's environment is passed on: the operator's own (SetEnv,
+/// systemd Environment=, the shell's), not the request's and not our settings (the request's
+/// effective ones are set instead, FastCGI params included).
+fn inherited(name: &OsStr) -> bool {
+    let name = name.as_bytes();
+    !(name.starts_with(b"HTTP_")
+        || name.starts_with(b"RESUMABLE_")
+        || REQUEST_VARIABLES.iter().any(|v| v.as_bytes() == name))
 }
 
 /// An environment value cannot hold a NUL byte (a client can send one, `%00`); the JSON on
@@ -485,6 +505,21 @@ mod tests {
         ));
         let missing = dir.path().join("no-such-hook");
         assert!(matches!(run(missing, 10), Err(HookError::Start { .. })));
+    }
+
+    #[test]
+    fn the_request_does_not_reach_the_hooks_environment() {
+        for name in [
+            "HTTP_PROXY",
+            "GATEWAY_INTERFACE",
+            "QUERY_STRING",
+            "RESUMABLE_TEMP_DIR",
+        ] {
+            assert!(!inherited(OsStr::new(name)), "{name}");
+        }
+        for name in ["PATH", "HOME", "UPLOADS_URL", "REMOTE_ADDR"] {
+            assert!(inherited(OsStr::new(name)), "{name}");
+        }
     }
 
     #[test]

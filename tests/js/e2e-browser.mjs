@@ -7,11 +7,14 @@
 // STEP: { id, lib: "resumable"|"flow", target: "/url", opts: {...client options},
 //         files: ["/abs/file", ...] | dir: "/abs/dir",
 //         mode: "upload" | "pause-resume" | "reload-resume" | "partial",
-//         atChunks: N  (pause-resume / reload-resume: act once N chunks succeeded) }
+//         atChunks: N  (pause-resume / reload-resume: act once N chunks succeeded),
+//         pageOrigin: "http://127.0.0.1:OTHER"  (optional: the page on another origin, for CORS;
+//                     `target` is then the server's absolute URL) }
 //
 // The page itself is served by this script through page.route() on the server's own origin
-// (so requests to `target` are same-origin and go to the real server untouched); only the
-// page and the two client libraries are answered by the route.
+// (so requests to `target` are same-origin and go to the real server untouched), or on the
+// step's pageOrigin, where nothing listens; only the page and the client libraries are
+// answered by the route. Each success message is also shown on the page (#done-<id>).
 import { chromium } from 'playwright-core';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -31,6 +34,11 @@ const PAGE = `<!doctype html><html><head><meta charset="utf-8"><title>e2e</title
 window.cases = {}; window.uploaders = {};
 // One uploader + one file input per case; state the test runner polls.
 function short(m) { m = String(m); return m.length > 300 ? m.slice(0, 300) + '...' : m; }
+// What the server answered for a finished file, shown on the page as a site would show it.
+function show(id, m) {
+  const out = document.createElement('pre'); out.className = 'done-' + id; out.textContent = m;
+  document.body.appendChild(out);
+}
 window.setupCase = function (id, lib, target, opts, isDir) {
   const input = document.createElement('input');
   input.type = 'file'; input.id = 'in-' + id; document.body.appendChild(input);
@@ -41,7 +49,7 @@ window.setupCase = function (id, lib, target, opts, isDir) {
     window.uploaders[id] = r;
     r.assignBrowse(input, isDir);
     r.on('filesAdded', function (files) { st.added += files.length; r.upload(); });
-    r.on('fileSuccess', function (f, m) { st.successes.push({ name: f.fileName, rel: f.relativePath, size: f.size, message: m }); });
+    r.on('fileSuccess', function (f, m) { st.successes.push({ name: f.fileName, rel: f.relativePath, size: f.size, message: m }); show(id, m); });
     r.on('fileError', function (f, m) { st.errors.push(f.fileName + ': ' + short(m)); });
     r.on('error', function (m, f) { st.errors.push('error: ' + short(m)); });
     r.on('complete', function () { st.done = true; });
@@ -51,7 +59,7 @@ window.setupCase = function (id, lib, target, opts, isDir) {
     fl.assignBrowse(input, isDir);
     // upload() from filesSubmitted: from fileAdded nothing would be sent (environment.md 5)
     fl.on('filesSubmitted', function (files) { st.added += files.length; fl.upload(); });
-    fl.on('fileSuccess', function (f, m) { st.successes.push({ name: f.name, rel: f.relativePath, size: f.size, message: m }); });
+    fl.on('fileSuccess', function (f, m) { st.successes.push({ name: f.name, rel: f.relativePath, size: f.size, message: m }); show(id, m); });
     fl.on('fileError', function (f, m) { st.errors.push(f.name + ': ' + short(m)); });
     fl.on('complete', function () { st.done = true; });
   }
@@ -89,7 +97,7 @@ async function waitDone(page, step, timeout) {
 async function runStep(page, step) {
   const t0 = Date.now();
   const result = { id: step.id, events: [] };
-  const url = `${plan.origin}/__e2e/page.html`;
+  const url = `${step.pageOrigin || plan.origin}/__e2e/page.html`;
   await page.goto(url);
   await setup(page, step, 'before');
   if (step.mode === 'pause-resume') {
@@ -129,6 +137,7 @@ async function runStep(page, step) {
   }
   const st = await waitDone(page, step, step.timeoutMs || 90000);
   result.state = st;
+  result.shown = await page.$$eval('pre.done-' + step.id, (els) => els.map((e) => e.textContent));
   result.ms = Date.now() - t0;
   return result;
 }
@@ -145,13 +154,13 @@ async function runStep(page, step) {
   });
   const results = { launchMs: Date.now() - t0, steps: [], console: [] };
   try {
-    await context.route(`${plan.origin}/__e2e/**`, async (route) => {
+    await context.route('**/__e2e/**', async (route) => {
       const p = new URL(route.request().url()).pathname;
       if (p === '/__e2e/page.html') return route.fulfill({ contentType: 'text/html; charset=utf-8', body: PAGE });
       if (LIBS[p]) return route.fulfill({ contentType: 'application/javascript', body: fs.readFileSync(LIBS[p]) });
       return route.fulfill({ status: 404, body: 'no such e2e asset' });
     });
-    await context.route(`${plan.origin}/favicon.ico`, (route) => route.fulfill({ status: 204, body: '' }));
+    await context.route('**/favicon.ico', (route) => route.fulfill({ status: 204, body: '' }));
     const page = context.pages()[0] || await context.newPage();
     page.on('console', (m) => { if (m.type() === 'error' || m.type() === 'warning') results.console.push(m.text()); });
     page.on('pageerror', (e) => results.console.push('pageerror: ' + e.message));
