@@ -37,6 +37,11 @@ impl MinFreeSpace {
         crate::config::parse_size(text).map(MinFreeSpace::Bytes)
     }
 
+    /// `0`: no check at all (`0%` still checks that the upload itself fits).
+    pub fn is_off(&self) -> bool {
+        *self == MinFreeSpace::Bytes(0)
+    }
+
     /// The bytes to keep free on a filesystem of `size` bytes.
     pub fn of(&self, size: u64) -> u64 {
         match *self {
@@ -76,7 +81,7 @@ pub(super) fn ensure_room(
     upload_bytes: u64,
     reserve: MinFreeSpace,
 ) -> Result<()> {
-    if reserve == MinFreeSpace::Bytes(0) {
+    if reserve.is_off() {
         return Ok(());
     }
     let temp = filesystem(&store.temp_root()?).map_err(StoreError::io("checking free space"))?;

@@ -12,11 +12,14 @@
 //                     `target` is then the server's absolute URL) }
 //
 // The page itself is served by this script through page.route() on the server's own origin
-// (so requests to `target` are same-origin and go to the real server untouched), or on the
-// step's pageOrigin, where nothing listens; only the page and the client libraries are
-// answered by the route. Each success message is also shown on the page (#done-<id>).
+// (so requests to `target` are same-origin and go to the real server untouched); only the
+// page and the two client libraries are answered by the route. A step's pageOrigin is served
+// by a real HTTP server this script starts on that port (a page answered by the route has no
+// address, counts as public, and Chromium's local network access checks then block its
+// requests to 127.0.0.1). Each success message is also shown on the page (pre.done-<id>).
 import { chromium } from 'playwright-core';
 import fs from 'node:fs';
+import http from 'node:http';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -78,6 +81,25 @@ window.resumeCase = function (id) {
   if (u instanceof Resumable) u.upload(); else u.files.forEach(function (f) { f.resume(); });
 };
 </script></body></html>`;
+
+// The page and the libraries from a real server on `origin`, for pages on another origin.
+function servePage(origin) {
+  const server = http.createServer((req, res) => {
+    const p = new URL(req.url, origin).pathname;
+    if (p === '/__e2e/page.html') {
+      res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8' });
+      return res.end(PAGE);
+    }
+    if (LIBS[p]) {
+      res.writeHead(200, { 'Content-Type': 'application/javascript' });
+      return res.end(fs.readFileSync(LIBS[p]));
+    }
+    res.writeHead(404);
+    res.end('no such e2e asset');
+  });
+  const { hostname, port } = new URL(origin);
+  return new Promise((resolve) => server.listen(Number(port), hostname, () => resolve(server)));
+}
 
 async function setup(page, step, phase) {
   const opts = Object.assign({}, step.opts || {});
@@ -153,14 +175,21 @@ async function runStep(page, step) {
       '--disable-background-networking', '--disable-component-update', '--disable-sync'],
   });
   const results = { launchMs: Date.now() - t0, steps: [], console: [] };
+  const servers = [];
   try {
-    await context.route('**/__e2e/**', async (route) => {
-      const p = new URL(route.request().url()).pathname;
-      if (p === '/__e2e/page.html') return route.fulfill({ contentType: 'text/html; charset=utf-8', body: PAGE });
-      if (LIBS[p]) return route.fulfill({ contentType: 'application/javascript', body: fs.readFileSync(LIBS[p]) });
-      return route.fulfill({ status: 404, body: 'no such e2e asset' });
-    });
-    await context.route('**/favicon.ico', (route) => route.fulfill({ status: 204, body: '' }));
+    // While any route is active, Playwright answers every CORS preflight itself (allowing
+    // everything), so a plan whose pages all come from other origins registers none.
+    if (plan.steps.some((s) => !s.pageOrigin)) {
+      await context.route(`${plan.origin}/__e2e/**`, async (route) => {
+        const p = new URL(route.request().url()).pathname;
+        if (p === '/__e2e/page.html') return route.fulfill({ contentType: 'text/html; charset=utf-8', body: PAGE });
+        if (LIBS[p]) return route.fulfill({ contentType: 'application/javascript', body: fs.readFileSync(LIBS[p]) });
+        return route.fulfill({ status: 404, body: 'no such e2e asset' });
+      });
+      await context.route(`${plan.origin}/favicon.ico`, (route) => route.fulfill({ status: 204, body: '' }));
+    }
+    const pageOrigins = [...new Set(plan.steps.map((s) => s.pageOrigin).filter(Boolean))];
+    servers.push(...await Promise.all(pageOrigins.map(servePage)));
     const page = context.pages()[0] || await context.newPage();
     page.on('console', (m) => { if (m.type() === 'error' || m.type() === 'warning') results.console.push(m.text()); });
     page.on('pageerror', (e) => results.console.push('pageerror: ' + e.message));
@@ -176,6 +205,7 @@ async function runStep(page, step) {
     }
   } finally {
     await context.close();
+    servers.forEach((server) => { server.closeAllConnections(); server.close(); });
   }
   results.totalMs = Date.now() - t0;
   process.stdout.write('RESULT ' + JSON.stringify(results) + '\n');
