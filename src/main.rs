@@ -75,7 +75,7 @@ fn list(json: bool, age: std::time::Duration) -> ExitCode {
     let mut out = std::io::stdout().lock();
     let mut lines = Vec::new();
     if !json {
-        lines.push(resumable_cgi::store::listing::HEADER.to_string());
+        lines.push(resumable_cgi::store::listing::header());
     }
     for entry in &entries {
         lines.push(if json {

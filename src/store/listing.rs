@@ -315,23 +315,42 @@ pub fn render_line(entry: &InFlight) -> String {
             })
             .collect()
     };
-    format!(
-        "{:<11} {:<10} {:>12}/{:<12} {:>6} {:>3} {:<20} {:<12} {} {}",
+    columns([
         entry.state.as_str(),
         entry.client.as_deref().unwrap_or("?"),
-        entry.stored,
-        total,
-        entry.parts,
-        entry.arriving,
-        entry.last_activity_text,
-        show(entry.user.as_deref().unwrap_or("-")),
-        show(&entry.identifier),
-        show(entry.relative_path.as_deref().unwrap_or(&entry.file)),
-    )
+        &entry.stored.to_string(),
+        &total,
+        &entry.parts.to_string(),
+        &entry.arriving.to_string(),
+        &entry.last_activity_text,
+        &show(entry.user.as_deref().unwrap_or("-")),
+        &show(&entry.identifier),
+        &show(entry.relative_path.as_deref().unwrap_or(&entry.file)),
+    ])
 }
 
 /// The header above [`render_line`]'s lines.
-pub const HEADER: &str = "STATE       CLIENT           STORED/TOTAL        PARTS NOW LAST ACTIVITY        USER         IDENTIFIER FILE";
+pub fn header() -> String {
+    columns([
+        "STATE",
+        "CLIENT",
+        "STORED",
+        "TOTAL",
+        "PARTS",
+        "NOW",
+        "LAST ACTIVITY",
+        "USER",
+        "IDENTIFIER",
+        "FILE",
+    ])
+}
+
+fn columns(c: [&str; 10]) -> String {
+    format!(
+        "{:<11} {:<10} {:>12}/{:<12} {:>5} {:>3} {:<20} {:<12} {} {}",
+        c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8], c[9]
+    )
+}
 
 #[cfg(test)]
 mod tests {
