@@ -162,7 +162,7 @@ impl Hook {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let program = self.program.clone();
-        let mut child = command.spawn().map_err(|source| HookError::Start {
+        let mut child = spawn(&mut command).map_err(|source| HookError::Start {
             program: program.clone(),
             source,
         })?;
@@ -232,6 +232,25 @@ fn inherited(name: &OsStr) -> bool {
 fn env_value(bytes: &[u8]) -> std::ffi::OsString {
     let clean: Vec<u8> = bytes.iter().copied().filter(|&b| b != 0).collect();
     OsStr::from_bytes(&clean).to_os_string()
+}
+
+/// Starts the program. A program file that is open for writing somewhere (being replaced as
+/// the hook is deployed, or inherited for an instant by another thread's fork before its exec)
+/// cannot be executed (ETXTBSY); that passes within moments, so it is tried again briefly.
+fn spawn(command: &mut Command) -> io::Result<Child> {
+    let mut attempt = 0;
+    loop {
+        match command.spawn() {
+            Err(e)
+                if attempt < 10
+                    && e.raw_os_error() == Some(rustix::io::Errno::TXTBSY.raw_os_error()) =>
+            {
+                attempt += 1;
+                std::thread::sleep(Duration::from_millis(10 * attempt));
+            }
+            other => return other,
+        }
+    }
 }
 
 enum Failure {
@@ -536,9 +555,17 @@ mod tests {
             .trim()
             .parse()
             .unwrap();
-        // The background sleep was in the hook's group: gone (or a zombie of init's).
-        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        assert!(state.is_empty() || state.contains(") Z"), "{state}");
+        // The background sleep was in the hook's group: killed, so gone (or a zombie of
+        // init's) as soon as the kernel has finished it.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            if state.is_empty() || state.contains(") Z") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{state}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     #[test]
