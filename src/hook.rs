@@ -23,8 +23,11 @@ use rustix::process::{kill_process, kill_process_group, Pid, Signal};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-/// The most of the program's stdout kept: what fits, with the file name, in a completion record.
+/// The most of the program's stdout read as its answer.
 const MAX_STDOUT: usize = 48 * 1024;
+/// The largest answer passed on, as re-serialised JSON: with the published name it must fit the
+/// completion record (64 KiB), or the record would be unreadable and the upload look unfinished.
+const MAX_DATA: usize = 32 * 1024;
 /// The most of its stderr kept for the log and the refusal reason.
 const MAX_STDERR: usize = 4 * 1024;
 /// The longest refusal reason passed on to the client.
@@ -196,7 +199,18 @@ impl Hook {
                     .then(|| serde_json::from_slice::<Value>(&exchange.stdout).ok())
                     .flatten()
                     .filter(Value::is_object);
-                Ok(Verdict::Accept { data })
+                let too_large = data
+                    .as_ref()
+                    .is_some_and(|d| d.to_string().len() > MAX_DATA);
+                if too_large {
+                    log::warn!(
+                        "completion hook {}: its JSON is larger than {MAX_DATA} bytes, not passed on",
+                        self.program.display()
+                    );
+                }
+                Ok(Verdict::Accept {
+                    data: data.filter(|_| !too_large),
+                })
             }
             (Some(EXIT_TEMPFAIL), _) => Err(HookError::TryLater {
                 program,
@@ -457,7 +471,9 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     fn script(dir: &Path, body: &str) -> PathBuf {
-        let path = dir.join(format!("hook-{}.sh", body.len()));
+        static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = dir.join(format!("hook-{n}.sh"));
         std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
         path
@@ -499,6 +515,20 @@ mod tests {
         );
         let plain = script(dir.path(), "echo not json");
         assert_eq!(run(plain, 10).unwrap(), Verdict::Accept { data: None });
+        // An answer too large for the completion record is not passed on.
+        let large = script(
+            dir.path(),
+            r#"printf '{"x":"'; head -c 40000 /dev/zero | tr '\0' a; printf '"}'"#,
+        );
+        assert_eq!(run(large, 10).unwrap(), Verdict::Accept { data: None });
+        let fits = script(
+            dir.path(),
+            r#"printf '{"x":"'; head -c 30000 /dev/zero | tr '\0' a; printf '"}'"#,
+        );
+        assert!(matches!(
+            run(fits, 10).unwrap(),
+            Verdict::Accept { data: Some(_) }
+        ));
         let reject = script(
             dir.path(),
             "echo '' >&2; echo 'virus found: EICAR' >&2; echo more >&2; exit 1",
