@@ -757,13 +757,20 @@ fn list_shows_uploads_while_they_arrive_and_never_waits_for_a_lock() {
     );
     let uploads = [plain.clone(), hashed.clone()];
     let mut seen_receiving = Vec::new();
+    // Each chunk waits for a whole listing that began after the previous one was stored, so
+    // every stage of the uploads is listed at least once, while chunks keep arriving.
+    let listings = std::sync::atomic::AtomicUsize::new(0);
     std::thread::scope(|scope| {
         let sender = {
-            let cgi = Arc::clone(&cgi);
+            let (cgi, listings) = (Arc::clone(&cgi), &listings);
             let uploads = uploads.clone();
             scope.spawn(move || {
                 for upload in &uploads {
                     for n in 1..=upload.chunk_count() {
+                        let seen = listings.load(std::sync::atomic::Ordering::SeqCst);
+                        while listings.load(std::sync::atomic::Ordering::SeqCst) < seen + 2 {
+                            std::thread::yield_now();
+                        }
                         assert_eq!(cgi.send(&upload.chunk_request(n)).status, 200);
                     }
                 }
@@ -775,13 +782,14 @@ fn list_shows_uploads_while_they_arrive_and_never_waits_for_a_lock() {
                     seen_receiving.push(entry);
                 }
             }
+            listings.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         }
         sender.join().unwrap();
     });
-    // Caught in flight at least once, with what it is.
+    // Caught in flight, with what it is, once its first chunk was stored.
     let caught = seen_receiving
         .iter()
-        .find(|e| e["file"] == "plain.bin")
+        .find(|e| e["file"] == "plain.bin" && e["parts"] == 2)
         .expect("plain.bin seen while receiving");
     assert_eq!(caught["client"], "flow");
     assert_eq!(caught["user"], "bob");
