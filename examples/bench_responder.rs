@@ -149,6 +149,7 @@ fn bind(listen: &str) -> io::Result<(Listener, Option<PathBuf>)> {
 fn run(listener: Listener, cli: &Cli) -> io::Result<()> {
     let options = Options {
         workers: cli.workers,
+        io_timeout: std::time::Duration::from_secs(120),
     };
     let app: SharedApp = match &cli.mode {
         Mode::Discard => {

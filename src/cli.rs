@@ -40,7 +40,8 @@ fn settings_help() -> String {
     let mut text = String::from(
         "Examples:\n  resumable-cgi serve                     development server on 127.0.0.1:8080\n  \
          resumable-cgi fastcgi --listen /run/resumable-cgi.sock\n  \
-         resumable-cgi cleanup --older-than 48h    from cron\n\n\
+         resumable-cgi cleanup --older-than 48h    from cron\n  \
+         resumable-cgi list --json                what is in flight\n\n\
          Settings (environment variables; FastCGI params of the same name override them per \
          request):\n",
     );
@@ -109,6 +110,16 @@ pub enum Command {
         /// 48h, 7d, 30m, 90s or plain seconds [default: RESUMABLE_EXPIRE_AFTER, 48h]
         #[arg(long, value_parser = parse_age)]
         older_than: Option<Duration>,
+    },
+    /// Lists the uploads in the temp dir (state, client, user, bytes, last activity); reads
+    /// without taking any lock, safe while uploads arrive
+    List {
+        /// One JSON object per line instead of columns
+        #[arg(long)]
+        json: bool,
+        /// The cleanup age: uploads untouched for longer are shown as abandoned
+        #[arg(long, default_value = "48h", value_parser = parse_age)]
+        older_than: Duration,
     },
 }
 
@@ -234,10 +245,19 @@ mod tests {
             &["fastcgi", "--workers", "5000"],
             &["fastcgi", "--socket-mode", "999"],
             &["cleanup", "--older-than", "soon"],
+            &["list", "--older-than", "soon"],
+            &["list", "--jsonl"],
             &["frobnicate"],
         ] {
             let error = parse(bad).unwrap_err();
             assert_eq!(error.exit_code(), 2, "{bad:?}");
+        }
+        match parse(&["list", "--json"]).unwrap().command {
+            Some(Command::List { json, older_than }) => {
+                assert!(json);
+                assert_eq!(older_than, Duration::from_secs(172_800));
+            }
+            other => panic!("{other:?}"),
         }
         assert!(parse(&[]).unwrap().command.is_none());
         // spawn-fcgi and systemd start the worker with pool options and no command.

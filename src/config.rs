@@ -4,6 +4,10 @@ use std::ffi::OsStr;
 use std::fmt;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
+use std::time::Duration;
+
+pub use crate::service::cors::CorsPolicy;
+pub use crate::store::space::MinFreeSpace;
 
 pub const TEMP_DIR: &str = "RESUMABLE_TEMP_DIR";
 pub const UPLOAD_DIR: &str = "RESUMABLE_UPLOAD_DIR";
@@ -18,6 +22,12 @@ pub const PUBLIC_URL: &str = "RESUMABLE_PUBLIC_URL";
 pub const PARAMETER_NAMESPACE: &str = "RESUMABLE_PARAMETER_NAMESPACE";
 pub const TUS_BASE_URL: &str = "RESUMABLE_TUS_BASE_URL";
 pub const EXPIRE_AFTER: &str = "RESUMABLE_EXPIRE_AFTER";
+pub const ON_COMPLETE: &str = "RESUMABLE_ON_COMPLETE";
+pub const HOOK_TIMEOUT: &str = "RESUMABLE_HOOK_TIMEOUT";
+pub const CORS_ORIGINS: &str = "RESUMABLE_CORS_ORIGINS";
+pub const CORS_CREDENTIALS: &str = "RESUMABLE_CORS_CREDENTIALS";
+pub const MIN_FREE_SPACE: &str = "RESUMABLE_MIN_FREE_SPACE";
+pub const IO_TIMEOUT: &str = "RESUMABLE_IO_TIMEOUT";
 
 /// Every setting with its default and meaning, for `--help` and the man page.
 pub const DOCUMENTED: &[(&str, &str, &str)] = &[
@@ -96,6 +106,12 @@ pub const DOCUMENTED: &[(&str, &str, &str)] = &[
         "48h",
         "how long an untouched upload is kept (tus Upload-Expires; cleanup's default age)",
     ),
+    (ON_COMPLETE, "(none)", "absolute path of a program run on each finished file before it is published (no shell); exit 0 publishes, non-zero discards"),
+    (HOOK_TIMEOUT, "60", "seconds the completion program may run before it is killed with its process group (the client is told to retry)"),
+    (CORS_ORIGINS, "(none)", "space-separated origins (https://app.example) allowed to upload from their pages, or *"),
+    (CORS_CREDENTIALS, "0", "1: let those origins send cookies and HTTP auth (Access-Control-Allow-Credentials; not with *)"),
+    (MIN_FREE_SPACE, "1%", "a new upload that would leave less free on the temp or upload filesystem is answered 503 (bytes with K/M/G/T, or a percentage; 0 turns it off)"),
+    (IO_TIMEOUT, "120", "FastCGI worker: seconds a read or write on a connection may stall before it is closed"),
 ];
 
 /// Every name this program reads; a FastCGI param may override exactly these.
@@ -113,6 +129,12 @@ pub const ALL_NAMES: &[&str] = &[
     PARAMETER_NAMESPACE,
     TUS_BASE_URL,
     EXPIRE_AFTER,
+    ON_COMPLETE,
+    HOOK_TIMEOUT,
+    CORS_ORIGINS,
+    CORS_CREDENTIALS,
+    MIN_FREE_SPACE,
+    IO_TIMEOUT,
 ];
 
 const DEFAULT_MAX_FILE_SIZE: u64 = 10 << 30;
@@ -121,6 +143,8 @@ const DEFAULT_MAX_FILE_UPLOADS: u32 = 20;
 /// The most file parts a body may carry at all (each is listed in the answer).
 const MAX_FILE_PARTS: u32 = crate::protocol::multipart::MAX_FILE_PARTS as u32;
 const DEFAULT_EXPIRE_AFTER: std::time::Duration = std::time::Duration::from_secs(48 * 3600);
+/// The longest timeout a setting may ask for: a day.
+const MAX_SECONDS: u64 = 86_400;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -147,6 +171,18 @@ pub struct Config {
     /// How long an upload nobody touches is kept: tus answers `Upload-Expires` from it and
     /// `cleanup` removes what is older by default.
     pub expire_after: std::time::Duration,
+    /// The program run on each finished file before it is published, if any.
+    pub on_complete: Option<PathBuf>,
+    /// How long that program may run.
+    pub hook_timeout: Duration,
+    /// Which other origins may upload, when any.
+    pub cors: Option<CorsPolicy>,
+    /// What a new upload must leave free on the temp and upload filesystems.
+    pub min_free_space: MinFreeSpace,
+    /// The FastCGI worker's per-read and per-write stall limit.
+    pub io_timeout: Duration,
+    /// Every `RESUMABLE_*` variable that was set, as given: the completion program gets them.
+    pub settings: Vec<(&'static str, Vec<u8>)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -283,6 +319,57 @@ impl Config {
             }
             Some(value) => Some(value),
         };
+        let seconds = |name: &'static str, default: u64| -> Result<Duration, ConfigError> {
+            match text(name)? {
+                None => Ok(Duration::from_secs(default)),
+                Some(value) => match crate::protocol::params::parse_decimal(&value) {
+                    Some(n) if (1..=MAX_SECONDS).contains(&n) => Ok(Duration::from_secs(n)),
+                    _ => Err(ConfigError {
+                        name,
+                        value,
+                        reason: "expected whole seconds from 1 to 86400",
+                    }),
+                },
+            }
+        };
+        let invalid = |name: &'static str, value: String, reason: &'static str| ConfigError {
+            name,
+            value,
+            reason,
+        };
+        let on_complete = match lookup(ON_COMPLETE) {
+            None => None,
+            Some(bytes) if bytes.is_empty() => None,
+            Some(bytes) if bytes.first() != Some(&b'/') || bytes.contains(&0) => {
+                let value = String::from_utf8_lossy(&bytes).into_owned();
+                return Err(invalid(
+                    ON_COMPLETE,
+                    value,
+                    "expected the absolute path of a program",
+                ));
+            }
+            Some(bytes) => Some(PathBuf::from(OsStr::from_bytes(&bytes))),
+        };
+        let credentials = match text(CORS_CREDENTIALS)?.as_deref() {
+            None | Some("" | "0") => false,
+            Some("1") => true,
+            Some(other) => return Err(invalid(CORS_CREDENTIALS, other.into(), "expected 0 or 1")),
+        };
+        let cors = match text(CORS_ORIGINS)? {
+            None => None,
+            Some(value) => CorsPolicy::parse(&value, credentials)
+                .map_err(|reason| invalid(CORS_ORIGINS, value.clone(), reason))?,
+        };
+        let min_free_space = match text(MIN_FREE_SPACE)? {
+            None => MinFreeSpace::DEFAULT,
+            Some(value) => MinFreeSpace::parse(&value).ok_or_else(|| {
+                invalid(
+                    MIN_FREE_SPACE,
+                    value.clone(),
+                    "expected bytes such as 512M or 2G, a percentage such as 5%, or 0",
+                )
+            })?,
+        };
         let config = Config {
             temp_dir: dir(TEMP_DIR, "temp")?,
             upload_dir: dir(UPLOAD_DIR, "uploads")?,
@@ -303,6 +390,15 @@ impl Config {
             parameter_namespace: namespace(text(PARAMETER_NAMESPACE)?)?,
             tus_base_url,
             expire_after,
+            on_complete,
+            hook_timeout: seconds(HOOK_TIMEOUT, 60)?,
+            cors,
+            min_free_space,
+            io_timeout: seconds(IO_TIMEOUT, 120)?,
+            settings: ALL_NAMES
+                .iter()
+                .filter_map(|&name| lookup(name).map(|value| (name, value)))
+                .collect(),
         };
         Ok(config)
     }
@@ -423,6 +519,11 @@ mod tests {
         assert_eq!(config.parameter_namespace, "");
         assert_eq!(config.expire_after.as_secs(), 48 * 3600);
         assert_eq!(config.tus_base_url, None);
+        assert_eq!(config.on_complete, None);
+        assert_eq!(config.hook_timeout, Duration::from_secs(60));
+        assert_eq!(config.cors, None);
+        assert_eq!(config.min_free_space, MinFreeSpace::BasisPoints(100));
+        assert_eq!(config.io_timeout, Duration::from_secs(120));
     }
 
     #[test]
@@ -486,6 +587,46 @@ mod tests {
             config_from(&[(TUS_BASE_URL, "/a\nb")]).unwrap_err().name,
             TUS_BASE_URL
         );
+    }
+
+    #[test]
+    fn operations_settings() {
+        let config = config_from(&[
+            (ON_COMPLETE, "/usr/local/bin/scan"),
+            (HOOK_TIMEOUT, "5"),
+            (CORS_ORIGINS, "https://app.example"),
+            (CORS_CREDENTIALS, "1"),
+            (MIN_FREE_SPACE, "2G"),
+            (IO_TIMEOUT, "30"),
+        ])
+        .unwrap();
+        assert_eq!(
+            config.on_complete,
+            Some(PathBuf::from("/usr/local/bin/scan"))
+        );
+        assert_eq!(config.hook_timeout, Duration::from_secs(5));
+        assert!(config.cors.is_some());
+        assert_eq!(config.min_free_space, MinFreeSpace::Bytes(2 << 30));
+        assert_eq!(config.io_timeout, Duration::from_secs(30));
+        // the hook gets exactly the settings that were set
+        assert!(config
+            .settings
+            .iter()
+            .any(|(n, v)| *n == HOOK_TIMEOUT && v == b"5"));
+        assert!(!config.settings.iter().any(|(n, _)| *n == MAX_FILE_SIZE));
+        for (name, bad) in [
+            (ON_COMPLETE, "scan.sh"),
+            (HOOK_TIMEOUT, "0"),
+            (HOOK_TIMEOUT, "1.5"),
+            (IO_TIMEOUT, "86401"),
+            (CORS_ORIGINS, "app.example"),
+            (CORS_CREDENTIALS, "yes"),
+            (MIN_FREE_SPACE, "lots"),
+        ] {
+            assert_eq!(config_from(&[(name, bad)]).unwrap_err().name, name, "{bad}");
+        }
+        let star = config_from(&[(CORS_ORIGINS, "*"), (CORS_CREDENTIALS, "1")]).unwrap_err();
+        assert_eq!(star.name, CORS_ORIGINS);
     }
 
     #[test]

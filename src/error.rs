@@ -59,6 +59,9 @@ pub enum Error {
     Tus(#[from] TusError),
     #[error(transparent)]
     Blueimp(#[from] BlueimpError),
+    /// The completion hook refused the finished file; it is gone with its parts.
+    #[error("the completion hook refused the file: {reason}")]
+    Rejected { reason: String },
 }
 
 impl Error {
@@ -72,10 +75,14 @@ impl Error {
             Error::Multipart(_) => 400,
             Error::FileTooLarge { .. }
             | Error::ChunkTooLarge { .. }
-            | Error::BodyTooLarge { .. } => 415,
+            | Error::BodyTooLarge { .. }
+            | Error::Rejected { .. } => 415,
             Error::PostTooLarge { .. } => 413,
             Error::Store(StoreError::BodyLength { .. } | StoreError::BodyRead(_)) => 422,
-            Error::Store(StoreError::NoSpace { .. }) => 503,
+            // The disk, or a hook that did not decide: the server's trouble, try again later.
+            Error::Store(
+                StoreError::NoSpace { .. } | StoreError::LowSpace { .. } | StoreError::Hook(_),
+            ) => 503,
             Error::Store(StoreError::Contradicts(_)) => 400,
             Error::Store(StoreError::OverLimit(_)) => 415,
             // tus and blueimp read these (tus-js-client retries 409 and 423, after a HEAD).
@@ -143,6 +150,14 @@ impl Error {
             Error::Store(StoreError::NoSpace { .. }) => {
                 "the server is out of disk space; retry later".into()
             }
+            Error::Store(StoreError::LowSpace { .. }) => {
+                "the server is low on disk space; retry later".into()
+            }
+            Error::Store(StoreError::Hook(_)) => {
+                "the server could not finish checking the upload; retry later".into()
+            }
+            // The hook's own words, for the page (a form lists them as that file's error).
+            Error::Rejected { reason } => reason.clone(),
             Error::Store(
                 StoreError::BodyLength { .. }
                 | StoreError::BodyRead(_)

@@ -8,6 +8,8 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod escape;
+pub mod hook;
+pub mod interrupt;
 pub mod protocol;
 pub mod request;
 pub mod service;

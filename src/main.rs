@@ -49,6 +49,46 @@ fn main() -> ExitCode {
         }
         Some(Command::Serve { listen }) => transport::serve::run(&listen),
         Some(Command::Cleanup { older_than }) => cleanup(older_than),
+        Some(Command::List { json, older_than }) => list(json, older_than),
+    }
+}
+
+/// `resumable-cgi list [--json]`: the uploads in the temp dir, read without locking.
+fn list(json: bool, age: std::time::Duration) -> ExitCode {
+    let config = match Config::from_process_env() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("resumable-cgi list: {e}");
+            return ExitCode::from(transport::fastcgi::EXIT_CONFIG);
+        }
+    };
+    let entries = match resumable_cgi::store::listing::list(&config.temp_dir, age) {
+        Ok(entries) => entries,
+        Err(e) => {
+            eprintln!(
+                "resumable-cgi list: cannot read the temp dir {}: {e}",
+                config.temp_dir.display()
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    let mut lines = Vec::new();
+    if !json {
+        lines.push(resumable_cgi::store::listing::header());
+    }
+    for entry in &entries {
+        lines.push(if json {
+            serde_json::to_string(entry).unwrap_or_default()
+        } else {
+            resumable_cgi::store::listing::render_line(entry)
+        });
+    }
+    use std::io::Write;
+    match lines.iter().try_for_each(|line| writeln!(out, "{line}")) {
+        Ok(()) => ExitCode::SUCCESS,
+        // stdout closed (`| head`): nothing more to say.
+        Err(_) => ExitCode::SUCCESS,
     }
 }
 

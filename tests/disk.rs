@@ -417,3 +417,91 @@ fn a_full_disk_during_a_form_upload_is_error_7_for_the_file_that_does_not_fit() 
         small
     );
 }
+
+/// RESUMABLE_MIN_FREE_SPACE: a new upload that would leave less free is refused before anything
+/// of it is stored; an upload already running is not asked, and completes.
+#[test]
+fn a_new_upload_that_would_leave_too_little_free_is_a_503_and_running_ones_go_on() {
+    if !have_root() {
+        return;
+    }
+    let mut cgi = Cgi::new().with_env("RESUMABLE_MIN_FREE_SPACE", "1M");
+    let fs = Tmpfs::mount(cgi.dirs.root.path().join("mnt"), "size=8m");
+    cgi_on(&mut cgi, &fs.dir, &fs.dir);
+    let running = Upload::new(
+        Client::Resumable,
+        "running.bin",
+        pseudo_random(1 << 20, 15),
+        CHUNK,
+    );
+    assert_eq!(cgi.send(&running.chunk_request(1)).status, 200);
+    // 2.5 MiB free: a new 1 MiB upload needs its parts and its file (2 MiB) plus the 1 MiB floor.
+    let filler = fill(&fs.dir, 5 << 19);
+    let new = Upload::new(
+        Client::ResumableOctet,
+        "new.bin",
+        pseudo_random(1 << 20, 16),
+        CHUNK,
+    );
+    for request in [
+        new.chunk_request(1),
+        new.chunk_request(2),
+        new.chunk_request(16),
+    ] {
+        let run = cgi.run(&request);
+        assert_eq!(run.exit_code, Some(0));
+        assert_eq!(run.response.status, 503, "{:?}", run.response.json());
+        assert_eq!(run.response.header("Retry-After"), Some("30"));
+        assert_eq!(
+            run.response.json()["error"],
+            "the server is low on disk space; retry later"
+        );
+        assert!(
+            run.stderr.contains("RESUMABLE_MIN_FREE_SPACE")
+                && run.stderr.contains("temp directory"),
+            "{}",
+            run.stderr
+        );
+    }
+    assert!(
+        !cgi.dirs.temp.join(&new.identifier).exists(),
+        "nothing stored for it"
+    );
+    let rest: Vec<u64> = (2..=running.chunk_count()).collect();
+    let last = scenarios::upload_in_order(&cgi, &running, &rest);
+    scenarios::assert_published(&cgi, &running, &last);
+    // Space again: the new upload starts and completes.
+    std::fs::remove_file(filler).unwrap();
+    let last = scenarios::upload_all(&cgi, &new);
+    scenarios::assert_published(&cgi, &new, &last);
+}
+
+/// The floor as a share of the filesystem, checked on the upload dir's own filesystem.
+#[test]
+fn the_free_space_floor_is_a_share_of_each_filesystem_the_upload_uses() {
+    if !have_root() {
+        return;
+    }
+    let mut cgi = Cgi::new().with_env("RESUMABLE_MIN_FREE_SPACE", "50%");
+    let temp_fs = Tmpfs::mount(cgi.dirs.root.path().join("tmnt"), "size=64m");
+    let upload_fs = Tmpfs::mount(cgi.dirs.root.path().join("umnt"), "size=4m");
+    cgi_on(&mut cgi, &temp_fs.dir, &upload_fs.dir);
+    // 4 MiB for files, half of which must stay free: 1.5 MiB fits, then 1 MiB no longer does.
+    let fits = Upload::new(Client::Flow, "fits.bin", pseudo_random(3 << 19, 17), CHUNK);
+    let last = scenarios::upload_all(&cgi, &fits);
+    scenarios::assert_published(&cgi, &fits, &last);
+    let too_big = Upload::new(
+        Client::Flow,
+        "too-big.bin",
+        pseudo_random(1 << 20, 18),
+        CHUNK,
+    );
+    let run = cgi.run(&too_big.chunk_request(1));
+    assert_eq!(run.response.status, 503);
+    assert!(
+        run.stderr.contains("the upload directory"),
+        "{}",
+        run.stderr
+    );
+    assert!(!cgi.dirs.temp.join(&too_big.identifier).exists());
+}

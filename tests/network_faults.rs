@@ -304,8 +304,9 @@ fn exercise(
         }
         assert_ne!(o.status, Some(200), "{label}: {o:?}");
         // The request is over once its temporary chunk is gone, or, for CGI, once the process
-        // is: a CGI program killed by its web server (Apache mod_cgid sends SIGTERM) leaves its
-        // temporary chunk, which never counts and goes when the upload completes.
+        // is: a CGI program killed by its web server with SIGKILL would leave its temporary
+        // chunk (on SIGTERM, as mod_cgid sends, it removes it), which never counts and goes
+        // when the upload completes.
         let took = wait_until(
             server_timeout + Duration::from_secs(10),
             &format!(
@@ -758,9 +759,8 @@ fn no_cgi_left(s: &Stack, label: &str, timeout: Duration) {
 }
 
 /// Apache mod_cgid: Apache reads the body and feeds it to the program; when the client stalls
-/// past `Timeout`, closes or resets, Apache logs AH01270, answers 400 or 408, and SIGTERMs the
-/// program, which dies mid-body without a line of its own and leaves its temporary chunk (never
-/// counted; removed when the upload completes, or by `resumable-cgi cleanup`).
+/// past `Timeout`, closes or resets, Apache logs AH01270, answers 400 or 408, closes the
+/// program's input and SIGTERMs it; the program removes its temporary chunk either way.
 #[test]
 fn faults_apache_mod_cgid() {
     let mut s = Stack::apache("faults-apache-cgid");
@@ -783,6 +783,7 @@ fn faults_apache_mod_cgid() {
     let log = read_lossy(&s.error_log);
     print_log("apache-cgid", "error.log", &log);
     let statuses = logged_statuses(&s, "apache-cgid", &report);
+    assert!(report.strays.is_empty(), "{:?}", report.strays);
     assert!(report.bystander < APACHE_TIMEOUT, "{:?}", report.bystander);
     let forever = after_of(&report, Fault::StallForever);
     assert!(

@@ -175,6 +175,8 @@ pub struct Finished {
     /// Where it can be downloaded, when `RESUMABLE_PUBLIC_URL` says where the upload dir is
     /// served (Uppy and Dropzone show it on the page).
     pub url: Option<String>,
+    /// What the completion hook gave back for the page, kept with the completion.
+    pub data: Option<serde_json::Value>,
 }
 
 /// What a chunk or test request achieved, before a dialect shapes it into an answer.
@@ -220,6 +222,9 @@ impl Outcome {
                 });
                 if let Some(url) = &done.url {
                     body["url"] = json!(url);
+                }
+                if let (Some(data), Some(fields)) = (&done.data, body.as_object_mut()) {
+                    fields.insert("data".into(), data.clone());
                 }
                 Response::json(200, &body)
             }

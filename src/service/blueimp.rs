@@ -122,7 +122,8 @@ impl Service {
                 (Some(done.file.as_str()), format!("{summary}, completed"))
             }
             Progress::AlreadyComplete(done) => (Some(done.file.as_str()), summary),
-            Progress::Incomplete => (None, summary),
+            // Byte-range uploads are not put to the completion hook yet.
+            Progress::Incomplete | Progress::Rejected { .. } => (None, summary),
         };
         Ok(Handled {
             response: blueimp::stored(&chunk.name, appended.offset, published),

@@ -3,6 +3,9 @@
 //! for chunks whose sizes the client declares and for counted ones, and the client's "every
 //! chunk was sent".
 
+use serde_json::{Map, Value};
+
+use super::completion::{metadata_of, Finisher};
 use super::{Failure, Handled, Service};
 use std::io::Read;
 
@@ -22,9 +25,14 @@ struct Received {
     dialect: &'static dyn ChunkDialect,
     /// The chunk's number, for the answer.
     number: u64,
+    /// The upload's identifier, for the completion hook.
+    identifier: String,
     /// The chunk as the log line names it.
     label: String,
     bytes: Box<dyn ReceivedChunk>,
+    user: Option<String>,
+    /// The request's parameters, for the completion hook.
+    metadata: Map<String, Value>,
 }
 
 /// Most bytes of a url-encoded body (Fine Uploader's chunking success request): a few fields.
@@ -87,7 +95,7 @@ impl Service {
             dialect: Some(dialect),
         };
         match intent {
-            Intent::Chunk(chunk) => self.test(dialect, chunk, head),
+            Intent::Chunk(chunk) => self.test(dialect, chunk, params, head),
             Intent::Finish(finish) => self.finish(dialect, finish, head).map_err(refuse),
             Intent::Counted(_) => Err(refuse(ParamError::NotATest(dialect.name()).into())),
         }
@@ -98,20 +106,27 @@ impl Service {
         &self,
         dialect: &'static dyn ChunkDialect,
         chunk: ChunkRequest,
+        params: &Params,
         head: &Head,
     ) -> Result<Handled, Failure> {
-        let key = upload_key(&chunk, head.remote_user.as_deref());
+        let key = upload_key(dialect, &chunk, head.remote_user.as_deref());
         let failed = |error: StoreError| Failure {
             error: error.into(),
             dialect: Some(dialect),
         };
         let geometry = chunk.geometry;
+        let approve = self.approver(Finisher {
+            client: dialect.name(),
+            identifier: &chunk.identifier,
+            user: head.remote_user.as_deref(),
+            metadata: metadata_of(params),
+        });
         let (outcome, action) = if let Some(done) = self.store.completion(&key).map_err(failed)? {
             // A process killed between writing the record and removing the parts leaves them
             // behind; the test of the last chunk (what a resuming client sends last) finishes
             // that cleanup. Best effort: the answer does not depend on it.
             if geometry.is_last() {
-                if let Err(e) = self.store.complete_if_covered(&key) {
+                if let Err(e) = self.store.complete_if_covered(&key, &approve) {
                     log::warn!("finishing the cleanup of a completed upload: {e}");
                 }
             }
@@ -135,12 +150,20 @@ impl Service {
             (missing, "test (missing)")
         } else {
             // The last chunk is present: if the file is covered but was never assembled (the
-            // request that should have done it failed, e.g. on a full disk), complete it now,
-            // since the client will not upload anything again.
+            // request that should have done it failed, e.g. on a full disk, or its completion
+            // hook did not decide), complete it now, since the client will not upload anything
+            // again.
             let completed = if geometry.is_last() {
-                match self.store.complete_if_covered(&key).map_err(failed)? {
+                match self
+                    .store
+                    .complete_if_covered(&key, &approve)
+                    .map_err(failed)?
+                {
                     Progress::Completed(done) | Progress::AlreadyComplete(done) => Some(done),
                     Progress::Incomplete => None,
+                    Progress::Rejected { reason } => {
+                        return Err(rejected(dialect, reason));
+                    }
                 }
             } else {
                 None
@@ -169,6 +192,7 @@ impl Service {
         head: &Head,
     ) -> Result<Handled, Error> {
         let key = UploadKey {
+            client: dialect.name(),
             user: head.remote_user.clone(),
             identifier: finish.identifier.clone(),
             filename: finish.filename.clone(),
@@ -177,11 +201,18 @@ impl Service {
             // Recorded with the parts; the request does not say.
             chunk_size: 0,
         };
+        let approve = self.approver(Finisher {
+            client: dialect.name(),
+            identifier: &finish.identifier,
+            user: head.remote_user.as_deref(),
+            metadata: Default::default(),
+        });
         let what = format!(
             "all {} chunks of {:?} id={:?}",
             finish.total_chunks, finish.filename, finish.identifier
         );
-        let (outcome, action) = match self.store.finish(&key, finish.total_chunks)? {
+        let (outcome, action) = match self.store.finish(&key, finish.total_chunks, &approve)? {
+            Finish::Rejected { reason } => return Err(Error::Rejected { reason }),
             Finish::Completed(done) => {
                 log::info!("completed {:?} ({} bytes)", done.file, done.size);
                 (self.complete(&done, true), "finished, completed")
@@ -298,9 +329,17 @@ impl Service {
             error,
             dialect: Some(dialect),
         };
-        let (number, label, bytes) = match intent {
+        let (number, identifier, label, bytes) = match intent {
             Intent::Chunk(chunk) => {
-                let key = upload_key(&chunk, head.remote_user.as_deref());
+                let key = upload_key(dialect, &chunk, head.remote_user.as_deref());
+                // A new upload must fit with room to spare: its parts, then its assembled file.
+                if !self.config.min_free_space.is_off()
+                    && !self.store.has_upload(&key).map_err(|e| failed(e.into()))?
+                {
+                    let total = chunk.geometry.total_size;
+                    self.ensure_room_for_new_upload(total, total)
+                        .map_err(failed)?;
+                }
                 if chunk.resumed && !self.store.knows(&key).map_err(|e| failed(e.into()))? {
                     return Err(failed(Error::StartOver {
                         reason: "this upload is resumed, but none of its chunks are stored \
@@ -318,12 +357,18 @@ impl Service {
                     },
                     body,
                 );
-                (geometry.number, label(&chunk), bytes)
+                (
+                    geometry.number,
+                    chunk.identifier.clone(),
+                    label(&chunk),
+                    bytes,
+                )
             }
             Intent::Counted(chunk) => {
                 let bytes = self.receive_counted(&chunk, head, body);
                 let size = bytes.as_ref().map_or(0, |bytes| bytes.size());
-                (chunk.number, counted_label(&chunk, size), bytes)
+                let label = counted_label(&chunk, size);
+                (chunk.number, chunk.identifier.clone(), label, bytes)
             }
             Intent::Finish(_) => {
                 return Err(failed(ParamError::UnexpectedFile(dialect.name()).into()));
@@ -332,8 +377,11 @@ impl Service {
         Ok(Received {
             dialect,
             number,
+            identifier,
             label,
             bytes: bytes.map_err(|e| failed(e.into()))?,
+            user: head.remote_user.clone(),
+            metadata: metadata_of(params),
         })
     }
 
@@ -344,6 +392,7 @@ impl Service {
         body: &mut dyn Read,
     ) -> Result<Box<dyn ReceivedChunk>, StoreError> {
         let key = UploadKey {
+            client: "counted",
             user: head.remote_user.clone(),
             identifier: chunk.identifier.clone(),
             filename: chunk.filename.clone(),
@@ -374,10 +423,19 @@ impl Service {
         let Received {
             dialect,
             number,
+            identifier,
             label,
             bytes,
+            user,
+            metadata,
         } = received;
-        let progress = bytes.commit().map_err(|e| Failure {
+        let approve = self.approver(Finisher {
+            client: dialect.name(),
+            identifier: &identifier,
+            user: user.as_deref(),
+            metadata,
+        });
+        let progress = bytes.commit(&approve).map_err(|e| Failure {
             error: e.into(),
             dialect: Some(dialect),
         })?;
@@ -390,6 +448,7 @@ impl Service {
             Progress::AlreadyComplete(done) => {
                 (self.complete(&done, false), "ignored (already complete)")
             }
+            Progress::Rejected { reason } => return Err(rejected(dialect, reason)),
         };
         Ok(Handled {
             response: dialect.answer(&outcome),
@@ -431,12 +490,26 @@ impl Service {
             size: done.size,
             just_now,
             url: self.public_url(&done.file),
+            data: done.data.clone(),
         })
     }
 }
 
-fn upload_key(chunk: &ChunkRequest, request_user: Option<&str>) -> UploadKey {
+/// The completion hook refused the file: the client must stop sending it.
+fn rejected(dialect: &'static dyn ChunkDialect, reason: String) -> Failure {
+    Failure {
+        error: Error::Rejected { reason },
+        dialect: Some(dialect),
+    }
+}
+
+fn upload_key(
+    dialect: &'static dyn ChunkDialect,
+    chunk: &ChunkRequest,
+    request_user: Option<&str>,
+) -> UploadKey {
     UploadKey {
+        client: dialect.name(),
         user: request_user.map(str::to_string),
         identifier: chunk.identifier.clone(),
         filename: chunk.filename.clone(),

@@ -4,6 +4,8 @@
 
 mod blueimp;
 mod chunked;
+pub mod completion;
+pub mod cors;
 mod form;
 mod tus;
 
@@ -67,8 +69,25 @@ impl Service {
     }
 
     /// Handles one request. Never panics on request input; every failure becomes a response
-    /// and one log line.
+    /// and one log line. With a CORS policy, a preflight is answered here and every answer
+    /// says which origins may read it.
     pub fn handle(&self, request: Request) -> Response {
+        let Some(cors) = &self.config.cors else {
+            return self.answer(request);
+        };
+        if let Some(preflight) = cors.preflight(&request.head) {
+            log::info!(
+                "OPTIONS preflight from {} -> {}",
+                request.head.header("origin").unwrap_or_default(),
+                preflight.status
+            );
+            return preflight;
+        }
+        let origin = request.head.header("origin").map(str::to_string);
+        cors.decorate(origin.as_deref(), self.answer(request))
+    }
+
+    fn answer(&self, request: Request) -> Response {
         let method = request.head.method.clone();
         let is_tus = tus::claims(&request.head);
         let response = match self.route(request) {

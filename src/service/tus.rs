@@ -219,7 +219,8 @@ impl Service {
                 summary.push_str(", completed");
             }
             Progress::AlreadyComplete(_) => summary.push_str(" (already complete)"),
-            Progress::Incomplete => {}
+            // Byte-range uploads are not put to the completion hook yet.
+            Progress::Incomplete | Progress::Rejected { .. } => {}
         }
         let response =
             Response::new(204).with_header("Upload-Offset", &appended.offset.to_string());
@@ -309,7 +310,7 @@ fn refuse_overflow(appended: &Appended, room: u64) -> Result<(), Failure> {
 fn completion_of(progress: &Progress) -> Option<Completion> {
     match progress {
         Progress::Completed(done) | Progress::AlreadyComplete(done) => Some(done.clone()),
-        Progress::Incomplete => None,
+        Progress::Incomplete | Progress::Rejected { .. } => None,
     }
 }
 

@@ -18,6 +18,8 @@ pub struct PendingChunk {
     pub(super) part_name: String,
     file: Option<File>,
     pub(super) received: u64,
+    /// Removes the temporary file if a CGI process is ended by a signal mid-body.
+    _on_signal: crate::interrupt::Registration,
 }
 
 static SEQUENCE: AtomicU64 = AtomicU64::new(0);
@@ -31,6 +33,8 @@ impl PendingChunk {
             std::process::id(),
             SEQUENCE.fetch_add(1, Ordering::Relaxed)
         );
+        // Registered first, so that no moment exists where the file is there and unregistered.
+        let on_signal = crate::interrupt::remove_on_signal(&dir, &temp_name);
         let file = fsutil::create_new(dir.as_fd(), &temp_name)
             .map_err(StoreError::io("creating a chunk's temporary file"))?;
         Ok(PendingChunk {
@@ -39,6 +43,7 @@ impl PendingChunk {
             part_name,
             file: Some(file),
             received: 0,
+            _on_signal: on_signal,
         })
     }
 

@@ -13,6 +13,7 @@
 //! 4. the staging file and the parts are removed: a crash here leaves a record, and the next
 //!    request finishes the cleanup (the staging file's second link included).
 
+use std::fs;
 use std::io::{self, Read, Write};
 use std::num::NonZeroU64;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -24,25 +25,35 @@ use super::lock::UploadLock;
 use super::publish::{self, Destination, MAX_NAME_ATTEMPTS};
 use super::shape::Shape;
 use super::{
-    fsutil, layout, Finish, FsStore, PendingChunk, Progress, Result, StoreError, UploadDir,
-    UploadKey, MISSING_LISTED,
+    fsutil, layout, Approval, Approve, AssembledFile, Finish, FsStore, PendingChunk, Progress,
+    Result, StoreError, UploadDir, UploadKey, MISSING_LISTED,
 };
 
 /// Folder of the upload dir where files are assembled before they get their final name.
 pub const STAGING_DIR: &str = ".resumable-staging";
 const MAX_RECORD_SIZE: u64 = 64 * 1024;
 
-/// A finished upload: where it was published, relative to the upload dir, and its size.
+/// A finished upload: where it was published, relative to the upload dir, its size, and what
+/// the approval step (the completion hook) gave back for the client.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Completion {
     pub file: String,
     pub size: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<serde_json::Value>,
+}
+
+/// What assembling and publishing came to.
+pub(super) enum Published {
+    Done(Completion),
+    Rejected(String),
 }
 
 pub(super) fn commit_and_complete(
     store: &FsStore,
     key: &UploadKey,
     pending: Option<PendingChunk>,
+    approve: &Approve<'_>,
 ) -> Result<Progress> {
     let (dir, file_key) = match &pending {
         Some(p) => (
@@ -85,7 +96,7 @@ pub(super) fn commit_and_complete(
         }
         (_, None) => {}
     }
-    complete_locked(store, &upload, key)
+    complete_locked(store, &upload, key, approve)
 }
 
 /// Under the upload lock, with the parts in place: assembles, publishes and records the upload
@@ -94,14 +105,22 @@ pub(super) fn complete_locked(
     store: &FsStore,
     upload: &UploadDir,
     key: &UploadKey,
+    approve: &Approve<'_>,
 ) -> Result<Progress> {
     let Some(parts) = covered_parts(upload, key)? else {
         return Ok(Progress::Incomplete);
     };
-    let completion = assemble_and_publish(store, upload, key, parts)?;
-    write_record(upload, &completion)?;
-    clean_finished(store, upload, key)?;
-    Ok(Progress::Completed(completion))
+    match assemble_and_publish(store, upload, key, parts, approve)? {
+        Published::Done(completion) => {
+            write_record(upload, &completion)?;
+            clean_finished(store, upload, key)?;
+            Ok(Progress::Completed(completion))
+        }
+        Published::Rejected(reason) => {
+            remove_parts(upload)?;
+            Ok(Progress::Rejected { reason })
+        }
+    }
 }
 
 /// Removes what a completed upload no longer needs: its staging name and its parts (also
@@ -122,7 +141,12 @@ pub(super) fn discard(upload: &UploadDir) -> Result<()> {
 
 /// The client says all `count` chunks were sent: completes the upload when they are stored,
 /// else names the first missing ones. The chunk size is the one recorded with the parts.
-pub(super) fn finish(store: &FsStore, key: &UploadKey, count: u64) -> Result<Finish> {
+pub(super) fn finish(
+    store: &FsStore,
+    key: &UploadKey,
+    count: u64,
+    approve: &Approve<'_>,
+) -> Result<Finish> {
     let nothing = || Finish::Missing {
         first: (1..=count.min(MISSING_LISTED as u64)).collect(),
         more: count > MISSING_LISTED as u64,
@@ -151,8 +175,10 @@ pub(super) fn finish(store: &FsStore, key: &UploadKey, count: u64) -> Result<Fin
         chunk_size,
         ..key.clone()
     };
-    if let Progress::Completed(done) = complete_locked(store, &upload, &key)? {
-        return Ok(Finish::Completed(done));
+    match complete_locked(store, &upload, &key, approve)? {
+        Progress::Completed(done) => return Ok(Finish::Completed(done)),
+        Progress::Rejected { reason } => return Ok(Finish::Rejected { reason }),
+        Progress::Incomplete | Progress::AlreadyComplete(_) => {}
     }
     let mut first = Vec::new();
     for number in 1..=count {
@@ -201,16 +227,20 @@ fn assemble_and_publish(
     upload: &UploadDir,
     key: &UploadKey,
     parts: u64,
-) -> Result<Completion> {
+    approve: &Approve<'_>,
+) -> Result<Published> {
     let target = Target {
         staging: staging_name(key),
         filename: &key.filename,
         relative_path: key.relative_path.as_deref(),
         size: key.total_size,
     };
-    publish(store, &target, |dir, name| {
-        assemble(upload, parts, key.total_size, dir, name)
-    })
+    publish(
+        store,
+        &target,
+        |dir, name| assemble(upload, parts, key.total_size, dir, name),
+        approve,
+    )
 }
 
 /// Where a finished upload is published, and the staging name its bytes are gathered under.
@@ -223,15 +253,16 @@ pub(super) struct Target<'a> {
 }
 
 /// Publishes an upload exactly once: `fill` writes (and fsyncs) its bytes into the staging
-/// file, which is then linked to a free name (`name (1).ext` on a clash); a publish that a
-/// crash interrupted before its record was written is found again by inode instead of
-/// repeated. The caller holds the upload's lock, writes its record next, then removes the
-/// staging name ([`remove_staging`]).
+/// file, `approve` decides on it (the completion hook), and it is then linked to a free name
+/// (`name (1).ext` on a clash); a publish that a crash interrupted before its record was
+/// written is found again by inode instead of repeated. The caller holds the upload's lock,
+/// writes its record next, then removes the staging name ([`remove_staging`]).
 pub(super) fn publish(
     store: &FsStore,
     target: &Target<'_>,
     fill: impl FnOnce(BorrowedFd<'_>, &str) -> Result<()>,
-) -> Result<Completion> {
+    approve: &Approve<'_>,
+) -> Result<Published> {
     let root = store.upload_root()?;
     let staging_dir = publish::staging_dir(&root)?;
     let staging = &target.staging;
@@ -242,10 +273,11 @@ pub(super) fn publish(
     if let Some(published) =
         find_earlier_publish(&staging_dir, staging, destination.dir(), &destination.name)?
     {
-        return Ok(Completion {
+        return Ok(Published::Done(Completion {
             file: destination.relative(&published),
             size: target.size,
-        });
+            data: None,
+        }));
     }
 
     let mut guard = StagingGuard {
@@ -253,16 +285,87 @@ pub(super) fn publish(
         name: staging,
         armed: true,
     };
-    fill(staging_dir.as_fd(), staging)?;
+    let kept = kept_name(staging);
+    if !take_kept(staging_dir.as_fd(), &kept, staging, target.size)? {
+        fill(staging_dir.as_fd(), staging)?;
+    }
+    let intended = destination.relative(&first_free_name(destination.dir(), &destination.name)?);
+    let path = fs::canonicalize(&store.upload_dir)
+        .map_err(StoreError::io(
+            "finding the absolute path of the upload directory",
+        ))?
+        .join(STAGING_DIR)
+        .join(staging);
+    let assembled = AssembledFile {
+        path: &path,
+        name: &intended,
+        size: target.size,
+    };
+    let data = match approve(&assembled) {
+        Ok(Approval::Publish { data }) => data,
+        // The guard removes the file; the caller removes the parts.
+        Ok(Approval::Reject { reason }) => return Ok(Published::Rejected(reason)),
+        Err(e) => {
+            // No decision: the server's fault, not the file's. The synced file is kept under a
+            // name that says so, for the next attempt to take instead of assembling again.
+            if fsutil::rename_within(staging_dir.as_fd(), staging, &kept).is_ok() {
+                guard.armed = false;
+            }
+            return Err(e);
+        }
+    };
     let file = destination.link_free_name(staging_dir.as_fd(), staging)?;
     // Published: from here the staging file is the second link that lets a retry find the
     // published name if this process dies before the record is written.
     guard.armed = false;
     destination.sync()?;
-    Ok(Completion {
+    Ok(Published::Done(Completion {
         file,
         size: target.size,
-    })
+        data,
+    }))
+}
+
+fn kept_name(staging: &str) -> String {
+    let stem = staging.strip_suffix(".assembling").unwrap_or(staging);
+    format!("{stem}.assembled")
+}
+
+/// Takes a file an earlier attempt assembled and synced but could not get approved, when it is
+/// whole (the parts under one key hold the same bytes, so it is the file they make). A kept
+/// file of another size is stale and goes.
+fn take_kept(dir: BorrowedFd<'_>, kept: &str, staging: &str, size: u64) -> Result<bool> {
+    let probe = StoreError::io("looking for an assembled file kept by an earlier attempt");
+    match fsutil::identity(dir, kept).map_err(probe)? {
+        None => return Ok(false),
+        Some(found) if found.links == 1 => {
+            let probe = StoreError::io("looking for an assembled file kept by an earlier attempt");
+            if fsutil::regular_file_size(dir, kept).map_err(probe)? == Some(size) {
+                fsutil::rename_within(dir, kept, staging)
+                    .map_err(StoreError::io("taking a kept assembled file"))?;
+                return Ok(true);
+            }
+        }
+        Some(_) => {}
+    }
+    fsutil::remove_file(dir, kept).map_err(StoreError::io("removing a stale assembled file"))?;
+    Ok(false)
+}
+
+/// The first of `name`, `name (1).ext`, ... that is free now: what the approval step is told
+/// the file will be called (publishing itself still never replaces a file that appears meanwhile).
+fn first_free_name(target: &OwnedFd, name: &str) -> Result<String> {
+    for attempt in 0..MAX_NAME_ATTEMPTS {
+        let candidate = layout::clash_candidate(name, attempt);
+        let probe = StoreError::io("looking for a free name");
+        if fsutil::identity(target.as_fd(), &candidate)
+            .map_err(probe)?
+            .is_none()
+        {
+            return Ok(candidate);
+        }
+    }
+    Ok(name.to_string())
 }
 
 /// How much of the staging file is copied before its writeback is started (see [`assemble`]).

@@ -7,7 +7,9 @@ use super::complete::{self, Completion};
 use super::lock::UploadLock;
 use super::shape::{self, Shape};
 use super::FsStore;
-use super::{layout, PendingChunk, Place, Progress, Result, StoreError, UploadDir, UploadKey};
+use super::{
+    layout, Approve, PendingChunk, Place, Progress, Result, StoreError, UploadDir, UploadKey,
+};
 
 /// Counts a counted chunk and completes the upload when it was the last one missing.
 pub(super) fn commit(
@@ -15,6 +17,7 @@ pub(super) fn commit(
     key: &UploadKey,
     pending: PendingChunk,
     place: Place,
+    approve: &Approve<'_>,
 ) -> Result<Progress> {
     let dir = pending
         .dir
@@ -50,7 +53,7 @@ pub(super) fn commit(
     let shape = resolve(place, size, recorded)?;
     pending.publish()?;
     if recorded != Some(shape) {
-        shape::record_shape(&upload, &shape)?;
+        shape::record_shape(&upload, key, &shape)?;
     }
     let Some(total_size) = shape.total_size else {
         return Ok(Progress::Incomplete);
@@ -60,7 +63,7 @@ pub(super) fn commit(
         chunk_size: shape.chunk_size,
         ..key.clone()
     };
-    complete::complete_locked(store, &upload, &key)
+    complete::complete_locked(store, &upload, &key, approve)
 }
 
 /// Whether chunk 1 of a client whose first chunk begins a new upload is the retry of a

@@ -7,11 +7,13 @@ mod complete;
 mod counted;
 pub mod fsutil;
 pub mod layout;
+pub mod listing;
 mod lock;
 mod publish;
 pub mod published;
 mod range;
 mod shape;
+pub mod space;
 mod whole;
 
 use std::io;
@@ -24,10 +26,13 @@ pub use complete::Completion;
 pub use range::{
     Appended, CommitAt, RangeId, RangeInfo, RangeKey, RangeState, StageLen, StagedRange,
 };
+pub use space::MinFreeSpace;
 
 /// Which upload a chunk belongs to, as the store sees it.
 #[derive(Debug, Clone)]
 pub struct UploadKey {
+    /// The client dialect that sends it (for `resumable-cgi list` and the completion hook).
+    pub client: &'static str,
     /// The authenticated user, when the web server named one.
     pub user: Option<String>,
     pub identifier: String,
@@ -91,6 +96,23 @@ pub enum StoreError {
     /// More bytes than the upload has room for.
     #[error("the body is longer than the {room} bytes left in the upload")]
     BeyondLength { room: u64 },
+    /// A new upload would leave less free space than `RESUMABLE_MIN_FREE_SPACE` asks for.
+    #[error(
+        "the {which} directory {} has {available} bytes available; a new upload needs {needed} \
+         and {keep} must stay free (RESUMABLE_MIN_FREE_SPACE)",
+        path.display()
+    )]
+    LowSpace {
+        which: &'static str,
+        path: PathBuf,
+        available: u64,
+        needed: u64,
+        keep: u64,
+    },
+    /// The completion hook did not decide (could not start, ran too long, was killed): the
+    /// assembled file and the parts are kept for the next attempt.
+    #[error(transparent)]
+    Hook(#[from] crate::hook::HookError),
 }
 
 impl StoreError {
@@ -116,6 +138,39 @@ pub enum Progress {
     Completed(Completion),
     /// The upload had already been completed earlier; nothing was written.
     AlreadyComplete(Completion),
+    /// The approval step refused the finished file: it and its parts are gone.
+    Rejected { reason: String },
+}
+
+/// A finished file, assembled and synced, that does not have its name yet: what the approval
+/// step (the completion hook) decides on.
+#[derive(Debug, Clone, Copy)]
+pub struct AssembledFile<'a> {
+    /// Absolute path of the assembled file, readable by this process's user.
+    pub path: &'a Path,
+    /// The path it is to be published under, relative to the upload dir (another file may
+    /// still take it first; then it gets `name (1).ext`).
+    pub name: &'a str,
+    pub size: u64,
+}
+
+/// What the approval step decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Approval {
+    /// Give the file its name; `data` goes into the completion record and every answer about it.
+    Publish { data: Option<serde_json::Value> },
+    /// Discard the file and its parts; `reason` is for the client.
+    Reject { reason: String },
+}
+
+/// The approval step every completion runs between assembly and publishing. An error means
+/// "no decision now" ([`StoreError::Hook`]): the file is kept and the next attempt asks again.
+/// It runs under the upload's lock, so once per completion however many requests race.
+pub type Approve<'a> = dyn Fn(&AssembledFile<'_>) -> Result<Approval> + 'a;
+
+/// The approval step when nothing is configured: publish.
+pub fn publish_always(_: &AssembledFile<'_>) -> Result<Approval> {
+    Ok(Approval::Publish { data: None })
 }
 
 /// One chunk of an upload: its 1-based number and the bytes it must have.
@@ -166,6 +221,10 @@ pub enum Finish {
         first: Vec<u64>,
         more: bool,
     },
+    /// The approval step refused the finished file: it and its parts are gone.
+    Rejected {
+        reason: String,
+    },
 }
 
 /// How many missing chunks a [`Finish::Missing`] names.
@@ -191,8 +250,18 @@ pub trait UploadStore: Send + Sync {
     fn begin_file(&self) -> Result<Box<dyn IncomingFile>>;
 
     /// Completes the upload if every chunk is already stored (a retry after a failed assembly,
-    /// e.g. once a full disk has space again). Nothing is written otherwise.
-    fn complete_if_covered(&self, key: &UploadKey) -> Result<Progress>;
+    /// e.g. once a full disk has space again, or a hook that did not decide). Nothing is
+    /// written otherwise.
+    fn complete_if_covered(&self, key: &UploadKey, approve: &Approve<'_>) -> Result<Progress>;
+
+    /// Whether anything of this upload is stored already (a part, or its recorded geometry):
+    /// false for the first chunk of a new upload.
+    fn has_upload(&self, key: &UploadKey) -> Result<bool>;
+
+    /// Refuses ([`StoreError::LowSpace`]) to start an upload that will put `temp_bytes` in the
+    /// temp dir and `upload_bytes` in the upload dir if that would leave less than `reserve`
+    /// free on either filesystem.
+    fn ensure_room(&self, temp_bytes: u64, upload_bytes: u64, reserve: MinFreeSpace) -> Result<()>;
 
     /// Receives a counted chunk, whose size is its body's (`size`). `key`'s sizes are not
     /// used: when the chunk is committed, its size is checked against the shape the upload's
@@ -207,7 +276,7 @@ pub trait UploadStore: Send + Sync {
 
     /// The client says it sent all `count` chunks: completes the upload if they are stored,
     /// else names the missing ones. `key.chunk_size` is not used; the recorded one is.
-    fn finish(&self, key: &UploadKey, count: u64) -> Result<Finish>;
+    fn finish(&self, key: &UploadKey, count: u64, approve: &Approve<'_>) -> Result<Finish>;
 
     /// Whether anything of this upload is stored: parts under this key's geometry, or its
     /// completion.
@@ -271,9 +340,9 @@ pub trait ReceivedChunk: Send {
     /// How many bytes arrived.
     fn size(&self) -> u64;
 
-    /// Counts the chunk and, when the upload is then complete, assembles and publishes it,
-    /// exactly once however many requests race here.
-    fn commit(self: Box<Self>) -> Result<Progress>;
+    /// Counts the chunk and, when the upload is then complete, assembles it, asks `approve`
+    /// and publishes it, exactly once however many requests race here.
+    fn commit(self: Box<Self>, approve: &Approve<'_>) -> Result<Progress>;
 }
 
 /// A temp dir and an upload dir; cheap to create per request.
@@ -427,7 +496,7 @@ impl ReceivedChunk for FsReceivedChunk {
         self.pending.received
     }
 
-    fn commit(self: Box<Self>) -> Result<Progress> {
+    fn commit(self: Box<Self>, approve: &Approve<'_>) -> Result<Progress> {
         let FsReceivedChunk {
             store,
             key,
@@ -435,8 +504,8 @@ impl ReceivedChunk for FsReceivedChunk {
             place,
         } = *self;
         match place {
-            None => complete::commit_and_complete(&store, &key, Some(pending)),
-            Some(place) => counted::commit(&store, &key, pending, place),
+            None => complete::commit_and_complete(&store, &key, Some(pending), approve),
+            Some(place) => counted::commit(&store, &key, pending, place, approve),
         }
     }
 }
@@ -467,8 +536,25 @@ impl UploadStore for FsStore {
         self.receive(key, slot.number, BodySize::Exactly(slot.size), None, body)
     }
 
-    fn complete_if_covered(&self, key: &UploadKey) -> Result<Progress> {
-        complete::commit_and_complete(self, key, None)
+    fn complete_if_covered(&self, key: &UploadKey, approve: &Approve<'_>) -> Result<Progress> {
+        complete::commit_and_complete(self, key, None, approve)
+    }
+
+    fn has_upload(&self, key: &UploadKey) -> Result<bool> {
+        let Some(upload) = self.upload_dir(key)? else {
+            return Ok(false);
+        };
+        let probe = |name: String| {
+            fsutil::identity(upload.dir.as_fd(), &name)
+                .map(|found| found.is_some())
+                .map_err(StoreError::io("looking for an upload's parts"))
+        };
+        Ok(probe(layout::geometry_name(&upload.file_key))?
+            || probe(layout::part_name(&upload.file_key, 1))?)
+    }
+
+    fn ensure_room(&self, temp_bytes: u64, upload_bytes: u64, reserve: MinFreeSpace) -> Result<()> {
+        space::ensure_room(self, temp_bytes, upload_bytes, reserve)
     }
 
     fn begin_file(&self) -> Result<Box<dyn IncomingFile>> {
@@ -485,8 +571,8 @@ impl UploadStore for FsStore {
         self.receive(key, place.number, size, Some(place), body)
     }
 
-    fn finish(&self, key: &UploadKey, count: u64) -> Result<Finish> {
-        complete::finish(self, key, count)
+    fn finish(&self, key: &UploadKey, count: u64, approve: &Approve<'_>) -> Result<Finish> {
+        complete::finish(self, key, count, approve)
     }
 
     fn knows(&self, key: &UploadKey) -> Result<bool> {

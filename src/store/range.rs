@@ -375,9 +375,18 @@ impl FsStore {
             relative_path: state.relative_path.as_deref(),
             size: state.length,
         };
-        let completion = complete::publish(self, &target, |staging_dir, staging| {
-            copy_data(dir, staging_dir, staging, state.length)
-        })?;
+        // The completion hook is not asked here yet: tus and blueimp files are published as
+        // soon as their bytes are all stored.
+        let published = complete::publish(
+            self,
+            &target,
+            |staging_dir, staging| copy_data(dir, staging_dir, staging, state.length),
+            &super::publish_always,
+        )?;
+        let completion = match published {
+            complete::Published::Done(completion) => completion,
+            complete::Published::Rejected(reason) => return Ok(Progress::Rejected { reason }),
+        };
         complete::write_completion(dir, COMPLETE, &completion)?;
         complete::remove_staging(self, &target.staging)?;
         remove_leftovers(dir)?;

@@ -11,6 +11,9 @@
 //! total only when its last chunk arrives, and Plupload its chunk size only from its first: the
 //! shape records what is known so far (`<chunk size> -` while the total is not), so that every
 //! later chunk, in whichever process, is checked against it.
+//!
+//! A second line describes the upload (client, identifier, file name, user) in JSON for
+//! `resumable-cgi list`, since hashed directory and file names do not say.
 
 use std::io::{Read, Write};
 use std::os::fd::AsFd;
@@ -33,8 +36,9 @@ impl Shape {
         }
     }
 
-    fn parse(text: &str) -> Option<Shape> {
-        let mut words = text.split_whitespace();
+    pub(super) fn parse(text: &str) -> Option<Shape> {
+        // Only the first line: a second one describes the upload for `list`.
+        let mut words = text.lines().next().unwrap_or("").split_whitespace();
         let chunk_size = words.next()?.parse().ok()?;
         let total_size = match words.next()? {
             "-" => None,
@@ -62,11 +66,13 @@ pub(super) fn recorded(upload: &UploadDir) -> Result<Option<Shape>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(StoreError::io("reading the upload's chunk geometry")(e)),
     };
-    let mut text = String::new();
-    file.take(128)
-        .read_to_string(&mut text)
+    // The numbers only: the description after them may be cut anywhere, even mid-character.
+    let mut bytes = Vec::new();
+    file.take(64)
+        .read_to_end(&mut bytes)
         .map_err(StoreError::io("reading the upload's chunk geometry"))?;
-    Ok(Shape::parse(&text))
+    let first_line = bytes.split(|&b| b == b'\n').next().unwrap_or_default();
+    Ok(Shape::parse(&String::from_utf8_lossy(first_line)))
 }
 
 /// True unless a different geometry is recorded for this upload.
@@ -76,16 +82,24 @@ pub(super) fn agrees(upload: &UploadDir, key: &UploadKey) -> Result<bool> {
 
 /// Records `key`'s geometry (temp file + rename). Called under the upload lock.
 pub(super) fn record(upload: &UploadDir, key: &UploadKey) -> Result<()> {
-    record_shape(upload, &Shape::of(key))
+    record_shape(upload, key, &Shape::of(key))
 }
 
-/// Records a shape (temp file + rename). Called under the upload lock.
-pub(super) fn record_shape(upload: &UploadDir, shape: &Shape) -> Result<()> {
+/// Records a shape, and what `key` says of the upload for `list` (temp file + rename). Called
+/// under the upload lock.
+pub(super) fn record_shape(upload: &UploadDir, key: &UploadKey, shape: &Shape) -> Result<()> {
     let name = layout::geometry_name(&upload.file_key);
     let temp = format!(".{name}.tmp");
     let mut file = fsutil::create_truncate(upload.dir.as_fd(), &temp)
         .map_err(StoreError::io("recording the upload's chunk geometry"))?;
-    file.write_all(shape.render().as_bytes())
+    let about = serde_json::json!({
+        "client": key.client,
+        "identifier": key.identifier,
+        "filename": key.filename,
+        "relativePath": key.relative_path,
+        "user": key.user,
+    });
+    file.write_all(format!("{}{about}\n", shape.render()).as_bytes())
         .map_err(StoreError::io("recording the upload's chunk geometry"))?;
     drop(file);
     fsutil::rename_within(upload.dir.as_fd(), &temp, &name)

@@ -10,6 +10,11 @@ use crate::service::Service;
 /// errors in the request (or in the settings) are reported in that response, never as a
 /// failing exit.
 pub fn run() -> io::Result<()> {
+    // A web server that gives up on the request (mod_cgid on a broken client body) sends
+    // SIGTERM: remove the half-written chunk rather than leave it for the cleanup.
+    if let Err(e) = crate::interrupt::install_for_cgi() {
+        log::warn!("cannot catch SIGTERM; a killed request leaves its temporary chunk: {e}");
+    }
     // Lossy: a stray non-UTF-8 byte must not make a whole variable (say QUERY_STRING) vanish.
     let head = Head::from_cgi_vars(std::env::vars_os().map(|(name, value)| {
         (

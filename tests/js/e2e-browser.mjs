@@ -7,13 +7,19 @@
 // STEP: { id, lib: "resumable"|"flow", target: "/url", opts: {...client options},
 //         files: ["/abs/file", ...] | dir: "/abs/dir",
 //         mode: "upload" | "pause-resume" | "reload-resume" | "partial",
-//         atChunks: N  (pause-resume / reload-resume: act once N chunks succeeded) }
+//         atChunks: N  (pause-resume / reload-resume: act once N chunks succeeded),
+//         pageOrigin: "http://127.0.0.1:OTHER"  (optional: the page on another origin, for CORS;
+//                     `target` is then the server's absolute URL) }
 //
 // The page itself is served by this script through page.route() on the server's own origin
 // (so requests to `target` are same-origin and go to the real server untouched); only the
-// page and the two client libraries are answered by the route.
-import { drive } from './driver.mjs';
+// page and the two client libraries are answered by the route. A step's pageOrigin is served
+// by a real HTTP server this script starts on that port (a page answered by the route has no
+// address, counts as public, and Chromium's local network access checks then block its
+// requests to 127.0.0.1). Each success message is also shown on the page (pre.done-<id>).
+import { chromium } from 'playwright-core';
 import fs from 'node:fs';
+import http from 'node:http';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -31,6 +37,11 @@ const PAGE = `<!doctype html><html><head><meta charset="utf-8"><title>e2e</title
 window.cases = {}; window.uploaders = {};
 // One uploader + one file input per case; state the test runner polls.
 function short(m) { m = String(m); return m.length > 300 ? m.slice(0, 300) + '...' : m; }
+// What the server answered for a finished file, shown on the page as a site would show it.
+function show(id, m) {
+  const out = document.createElement('pre'); out.className = 'done-' + id; out.textContent = m;
+  document.body.appendChild(out);
+}
 window.setupCase = function (id, lib, target, opts, isDir) {
   const input = document.createElement('input');
   input.type = 'file'; input.id = 'in-' + id; document.body.appendChild(input);
@@ -41,7 +52,7 @@ window.setupCase = function (id, lib, target, opts, isDir) {
     window.uploaders[id] = r;
     r.assignBrowse(input, isDir);
     r.on('filesAdded', function (files) { st.added += files.length; r.upload(); });
-    r.on('fileSuccess', function (f, m) { st.successes.push({ name: f.fileName, rel: f.relativePath, size: f.size, message: m }); });
+    r.on('fileSuccess', function (f, m) { st.successes.push({ name: f.fileName, rel: f.relativePath, size: f.size, message: m }); show(id, m); });
     r.on('fileError', function (f, m) { st.errors.push(f.fileName + ': ' + short(m)); });
     r.on('error', function (m, f) { st.errors.push('error: ' + short(m)); });
     r.on('complete', function () { st.done = true; });
@@ -51,7 +62,7 @@ window.setupCase = function (id, lib, target, opts, isDir) {
     fl.assignBrowse(input, isDir);
     // upload() from filesSubmitted: from fileAdded nothing would be sent (environment.md 5)
     fl.on('filesSubmitted', function (files) { st.added += files.length; fl.upload(); });
-    fl.on('fileSuccess', function (f, m) { st.successes.push({ name: f.name, rel: f.relativePath, size: f.size, message: m }); });
+    fl.on('fileSuccess', function (f, m) { st.successes.push({ name: f.name, rel: f.relativePath, size: f.size, message: m }); show(id, m); });
     fl.on('fileError', function (f, m) { st.errors.push(f.name + ': ' + short(m)); });
     fl.on('complete', function () { st.done = true; });
   }
@@ -71,6 +82,25 @@ window.resumeCase = function (id) {
 };
 </script></body></html>`;
 
+// The page and the libraries from a real server on `origin`, for pages on another origin.
+function servePage(origin) {
+  const server = http.createServer((req, res) => {
+    const p = new URL(req.url, origin).pathname;
+    if (p === '/__e2e/page.html') {
+      res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8' });
+      return res.end(PAGE);
+    }
+    if (LIBS[p]) {
+      res.writeHead(200, { 'Content-Type': 'application/javascript' });
+      return res.end(fs.readFileSync(LIBS[p]));
+    }
+    res.writeHead(404);
+    res.end('no such e2e asset');
+  });
+  const { hostname, port } = new URL(origin);
+  return new Promise((resolve) => server.listen(Number(port), hostname, () => resolve(server)));
+}
+
 async function setup(page, step, phase) {
   const opts = Object.assign({}, step.opts || {});
   if (step.mode === 'reload-resume') opts.query = { e2ephase: phase };
@@ -89,7 +119,7 @@ async function waitDone(page, step, timeout) {
 async function runStep(page, step) {
   const t0 = Date.now();
   const result = { id: step.id, events: [] };
-  const url = `${plan.origin}/__e2e/page.html`;
+  const url = `${step.pageOrigin || plan.origin}/__e2e/page.html`;
   await page.goto(url);
   await setup(page, step, 'before');
   if (step.mode === 'pause-resume') {
@@ -129,19 +159,54 @@ async function runStep(page, step) {
   }
   const st = await waitDone(page, step, step.timeoutMs || 90000);
   result.state = st;
+  result.shown = await page.$$eval('pre.done-' + step.id, (els) => els.map((e) => e.textContent));
   result.ms = Date.now() - t0;
   return result;
 }
 
-drive(plan, 'e2e-browser', async (context) => {
-  await context.route(`${plan.origin}/__e2e/**`, async (route) => {
-    const p = new URL(route.request().url()).pathname;
-    if (p === '/__e2e/page.html') return route.fulfill({ contentType: 'text/html; charset=utf-8', body: PAGE });
-    if (LIBS[p]) return route.fulfill({ contentType: 'application/javascript', body: fs.readFileSync(LIBS[p]) });
-    return route.fulfill({ status: 404, body: 'no such e2e asset' });
+(async () => {
+  const t0 = Date.now();
+  fs.mkdirSync(plan.profileDir, { recursive: true });
+  // playwright takes the user data dir this way (it rejects --user-data-dir in args)
+  const context = await chromium.launchPersistentContext(plan.profileDir, {
+    executablePath: '/usr/bin/chromium',
+    headless: true,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
   });
-}, async (page, step) => {
-  const r = await runStep(page, step);
-  log(step.id, `${r.ms} ms`, r.state.errors.length ? r.state.errors : 'ok');
-  return r;
-}).catch((e) => { console.error(e); process.exit(1); });
+  const results = { launchMs: Date.now() - t0, steps: [], console: [] };
+  const servers = [];
+  try {
+    // While any route is active, Playwright answers every CORS preflight itself (allowing
+    // everything), so a plan whose pages all come from other origins registers none.
+    if (plan.steps.some((s) => !s.pageOrigin)) {
+      await context.route(`${plan.origin}/__e2e/**`, async (route) => {
+        const p = new URL(route.request().url()).pathname;
+        if (p === '/__e2e/page.html') return route.fulfill({ contentType: 'text/html; charset=utf-8', body: PAGE });
+        if (LIBS[p]) return route.fulfill({ contentType: 'application/javascript', body: fs.readFileSync(LIBS[p]) });
+        return route.fulfill({ status: 404, body: 'no such e2e asset' });
+      });
+      await context.route(`${plan.origin}/favicon.ico`, (route) => route.fulfill({ status: 204, body: '' }));
+    }
+    const pageOrigins = [...new Set(plan.steps.map((s) => s.pageOrigin).filter(Boolean))];
+    servers.push(...await Promise.all(pageOrigins.map(servePage)));
+    const page = context.pages()[0] || await context.newPage();
+    page.on('console', (m) => { if (m.type() === 'error' || m.type() === 'warning') results.console.push(m.text()); });
+    page.on('pageerror', (e) => results.console.push('pageerror: ' + e.message));
+    for (const step of plan.steps) {
+      try {
+        const r = await runStep(page, step);
+        log(step.id, `${r.ms} ms`, r.state.errors.length ? r.state.errors : 'ok');
+        results.steps.push(r);
+      } catch (e) {
+        log(step.id, 'FAILED', e.message);
+        results.steps.push({ id: step.id, failure: String(e && e.stack || e) });
+      }
+    }
+  } finally {
+    await context.close();
+    servers.forEach((server) => { server.closeAllConnections(); server.close(); });
+  }
+  results.totalMs = Date.now() - t0;
+  process.stdout.write('RESULT ' + JSON.stringify(results) + '\n');
+})().catch((e) => { console.error(e); process.exit(1); });

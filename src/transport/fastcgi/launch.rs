@@ -136,6 +136,7 @@ fn run(listener: Listener, options: &WorkerOptions, how: &str) -> ExitCode {
         }
     };
     log::info!("FastCGI mode: {how}");
+    let io_timeout = config.io_timeout;
     let service = Arc::new(Service::new(config));
     let app: SharedApp = Arc::new(move |params: &Params, body: &mut (dyn Read + Send)| {
         super::respond(&service, params, body)
@@ -149,6 +150,7 @@ fn run(listener: Listener, options: &WorkerOptions, how: &str) -> ExitCode {
     };
     let server_options = Options {
         workers: options.workers,
+        io_timeout,
     };
     match server::serve(listener, &server_options, app, &shutdown) {
         Ok(_) => ExitCode::SUCCESS,

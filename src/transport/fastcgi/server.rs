@@ -16,10 +16,6 @@ use super::params::Params;
 use crate::request::Response;
 use crate::transport::shutdown::Shutdown;
 
-/// How long a connection may sit between requests, or a read or write may stall, before the
-/// connection is closed and its worker freed. Longer than nginx's upstream keepalive_timeout
-/// (60 s), so the web server normally closes idle connections first.
-const IO_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long shutdown waits for in-flight requests before exiting anyway.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// How often blocked waits look at the stop flag.
@@ -75,18 +71,18 @@ impl AsFd for Listener {
 }
 
 impl Stream {
-    fn prepare(&self) -> io::Result<()> {
+    fn prepare(&self, io_timeout: Duration) -> io::Result<()> {
         match self {
             Stream::Tcp(s) => {
                 s.set_nonblocking(false)?;
                 s.set_nodelay(true)?;
-                s.set_read_timeout(Some(IO_TIMEOUT))?;
-                s.set_write_timeout(Some(IO_TIMEOUT))
+                s.set_read_timeout(Some(io_timeout))?;
+                s.set_write_timeout(Some(io_timeout))
             }
             Stream::Unix(s) => {
                 s.set_nonblocking(false)?;
-                s.set_read_timeout(Some(IO_TIMEOUT))?;
-                s.set_write_timeout(Some(IO_TIMEOUT))
+                s.set_read_timeout(Some(io_timeout))?;
+                s.set_write_timeout(Some(io_timeout))
             }
         }
     }
@@ -175,6 +171,11 @@ fn wait_readable(
 
 pub struct Options {
     pub workers: usize,
+    /// How long a connection may sit between requests, or a read or write may stall, before
+    /// the connection is closed and its worker freed (`RESUMABLE_IO_TIMEOUT`, default 120 s:
+    /// longer than nginx's upstream keepalive_timeout of 60 s, so the web server normally
+    /// closes idle connections first).
+    pub io_timeout: Duration,
 }
 
 /// The request handler a worker pool serves, shared by its threads.
@@ -203,11 +204,12 @@ pub fn serve(
     for n in 0..workers {
         let running = shutdown.enter(usize::MAX);
         let (listener, app, stop) = (Arc::clone(&listener), Arc::clone(&app), shutdown.clone());
+        let io_timeout = options.io_timeout;
         let spawned = std::thread::Builder::new()
             .name(format!("fastcgi-{n}"))
             .spawn(move || {
                 let _running = running;
-                worker(&listener, stop.flag(), limits, &*app);
+                worker(&listener, stop.flag(), limits, io_timeout, &*app);
             });
         if let Err(e) = spawned {
             log::error!("could not start worker thread {n}: {e}");
@@ -222,7 +224,13 @@ pub fn serve(
     Ok(left)
 }
 
-fn worker(listener: &Listener, stop: &AtomicBool, limits: Limits, app: &App<'_>) {
+fn worker(
+    listener: &Listener,
+    stop: &AtomicBool,
+    limits: Limits,
+    io_timeout: Duration,
+    app: &App<'_>,
+) {
     let mut backoff = Duration::ZERO;
     while wait_readable(listener.as_fd(), stop, None, false) {
         let stream = match listener.accept() {
@@ -250,11 +258,11 @@ fn worker(listener: &Listener, stop: &AtomicBool, limits: Limits, app: &App<'_>)
                 continue;
             }
         };
-        if let Err(e) = stream.prepare() {
+        if let Err(e) = stream.prepare(io_timeout) {
             log::warn!("could not set up a FastCGI connection: {e}");
             continue;
         }
-        let ready = || wait_readable(stream.as_fd(), stop, Some(IO_TIMEOUT), true);
+        let ready = || wait_readable(stream.as_fd(), stop, Some(io_timeout), true);
         // A bug must cost one connection, not a worker of the fixed pool.
         let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             Connection::new(&stream, &stream, limits, &ready).serve(app)
