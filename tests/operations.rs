@@ -866,3 +866,39 @@ fn the_fastcgi_io_timeout_setting_frees_a_worker_from_a_stalled_connection() {
     );
     assert!(temp_chunks(&worker.dirs.temp).is_empty());
 }
+
+/// A form upload asks the hook about every file received whole: a refused file is error 8 with
+/// the hook's words and is not published, the others are, and the hook saw the real bytes.
+#[test]
+fn a_form_upload_asks_the_hook_about_each_file() {
+    use common::forms::{codes, file, form_request};
+    let dir = Scratch::new("form-hook");
+    let seen = dir.path().join("seen");
+    let hook = script(
+        dir.path(),
+        "hook.sh",
+        &format!(
+            "#!/bin/sh\npath=$(sed -n 's/.*\"path\": *\"\\([^\"]*\\)\".*/\\1/p')\n\
+             cat \"$path\" >> {seen}\n\
+             if grep -q VIRUS \"$path\"; then echo 'infected: refused' >&2; exit 1; fi\nexit 0\n",
+            seen = seen.display()
+        ),
+    );
+    let cgi = cgi_with_hook(&hook);
+    let run = cgi.run(&form_request(&[
+        file("f", "clean.txt", b"hello"),
+        file("f", "bad.txt", b"a VIRUS here"),
+    ]));
+    assert_eq!(run.response.status, 200, "{}", run.stderr);
+    assert_eq!(codes(&run.response), [0, 8]);
+    let answer = run.response.json();
+    assert_eq!(
+        answer["files"][1]["message"]
+            .as_str()
+            .map(|m| m.contains("infected: refused")),
+        Some(true),
+        "{answer}"
+    );
+    assert_eq!(published_files(&cgi.dirs.uploads), ["clean.txt"]);
+    assert_eq!(std::fs::read(&seen).unwrap(), b"helloa VIRUS here");
+}

@@ -4,13 +4,14 @@
 //! part is reported. A malformed body publishes nothing; one cut short publishes the files that
 //! arrived whole before the cut.
 
+use super::completion::{metadata_of, Finisher};
 use super::{Failure, Handled, Service};
 use crate::error::Error;
 use crate::protocol::form::{self, FileError, FileIntent, FileReport, FormReport, FormState};
 use crate::protocol::multipart::{FilePart, MultipartError, MultipartReader, Part};
 use crate::protocol::{self, Params};
 use crate::request::Head;
-use crate::store::{IncomingFile, Received, StoreError};
+use crate::store::{Approval, AssembledFile, IncomingFile, Received, StoreError};
 
 /// A file received whole, waiting for the end of the body to be published.
 struct Staged {
@@ -105,7 +106,7 @@ impl Service {
                 dialect.name()
             ))));
         }
-        Ok(self.publish_form(head, intake))
+        Ok(self.publish_form(head, &params, intake))
     }
 
     /// Streams one file part into the store (or past it, when it is refused) and reports it.
@@ -180,14 +181,23 @@ impl Service {
     }
 
     /// Publishes the files received whole, in the order sent, and answers with every file part.
-    fn publish_form(&self, head: &Head, mut intake: Intake) -> Handled {
+    fn publish_form(&self, head: &Head, params: &Params, mut intake: Intake) -> Handled {
         for staged in std::mem::take(&mut intake.staged) {
             let Some(report) = intake.report.files.get_mut(staged.index) else {
                 continue;
             };
-            if let Err(reason) = self.completion_hook(report) {
-                report.fail(FileError::Refused(reason));
-                continue;
+            match self.completion_hook(head, params, report, &*staged.file) {
+                Ok(Ok(())) => {}
+                Ok(Err(reason)) => {
+                    report.fail(FileError::Refused(reason));
+                    continue;
+                }
+                Err(e) => {
+                    report.fail(FileError::CantWrite);
+                    let report = report.clone();
+                    self.server_failed(&mut intake, &report, e);
+                    continue;
+                }
             }
             match staged
                 .file
@@ -244,11 +254,35 @@ impl Service {
         }
     }
 
-    /// Error 8's place. The completion hook (the operations issue) is to be asked here about
-    /// each file received whole, before it is published; a refusal is reported with code 8 and
-    /// the hook's reason, and the file is not published. Until it exists every file is accepted.
-    fn completion_hook(&self, _file: &FileReport) -> Result<(), String> {
-        Ok(())
+    /// Asks the completion hook (when one is set) about a file received whole, before it is
+    /// published: `Ok(Err(reason))` when it refused (error 8, the file is not published), an
+    /// error when it could not decide (the server's trouble: the file is not stored).
+    fn completion_hook(
+        &self,
+        head: &Head,
+        params: &Params,
+        report: &FileReport,
+        file: &dyn IncomingFile,
+    ) -> Result<Result<(), String>, StoreError> {
+        if self.config.on_complete.is_none() {
+            return Ok(Ok(()));
+        }
+        let approve = self.approver(Finisher {
+            client: "form",
+            identifier: &report.field,
+            user: head.remote_user.as_deref(),
+            metadata: metadata_of(params),
+        });
+        let path = file.path()?;
+        let assembled = AssembledFile {
+            path: &path,
+            name: &report.name,
+            size: report.size,
+        };
+        Ok(match approve(&assembled)? {
+            Approval::Publish { .. } => Ok(()),
+            Approval::Reject { reason } => Err(reason),
+        })
     }
 
     /// Notes a failure on the server's side and logs it with the directories involved.

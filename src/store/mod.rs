@@ -333,6 +333,9 @@ pub trait IncomingFile: Send {
     /// folders of `relative_path`, the first free name (`name (1).ext`, ...). Answers the path
     /// relative to the upload dir.
     fn publish(self: Box<Self>, filename: &str, relative_path: Option<&str>) -> Result<String>;
+
+    /// The absolute path of the received file, for the completion hook to read.
+    fn path(&self) -> Result<std::path::PathBuf>;
 }
 
 /// A chunk whose bytes all arrived, not yet counted.

@@ -121,6 +121,15 @@ impl IncomingFile for StagedFile {
         destination.sync()?;
         Ok(published)
     }
+
+    fn path(&self) -> Result<std::path::PathBuf> {
+        let upload_dir = std::fs::canonicalize(&self.store.upload_dir).map_err(StoreError::io(
+            "finding the absolute path of the upload directory",
+        ))?;
+        Ok(upload_dir
+            .join(super::complete::STAGING_DIR)
+            .join(&self.name))
+    }
 }
 
 impl Drop for StagedFile {
