@@ -129,6 +129,18 @@ impl Head {
         head
     }
 
+    /// A head with only these method and headers (names as the client wrote them).
+    pub fn with_headers(method: Method, headers: &[(&str, &str)]) -> Head {
+        Head {
+            method,
+            headers: headers
+                .iter()
+                .map(|(n, v)| (n.to_ascii_lowercase(), v.to_string()))
+                .collect(),
+            ..Head::default()
+        }
+    }
+
     /// The value of a request header (case-insensitive name); the first one when repeated.
     pub fn header(&self, name: &str) -> Option<&str> {
         find_header(&self.headers, name)

@@ -347,13 +347,7 @@ mod tests {
     use super::*;
 
     fn head(headers: &[(&str, &str)]) -> Head {
-        Head {
-            headers: headers
-                .iter()
-                .map(|(n, v)| (n.to_string(), v.to_string()))
-                .collect(),
-            ..Head::default()
-        }
+        Head::with_headers(crate::request::Method::Get, headers)
     }
 
     #[test]

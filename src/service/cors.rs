@@ -133,14 +133,7 @@ mod tests {
     use super::*;
 
     fn head(method: Method, headers: &[(&str, &str)]) -> Head {
-        Head {
-            method,
-            headers: headers
-                .iter()
-                .map(|(n, v)| (n.to_string(), v.to_string()))
-                .collect(),
-            ..Head::default()
-        }
+        Head::with_headers(method, headers)
     }
 
     #[test]
