@@ -303,7 +303,7 @@ fn deb_configs_are_the_tested_deploy_templates() {
                 "Define RESUMABLE_CGI_CAN_RUN",
                 "</IfModule>",
                 "<IfDefine RESUMABLE_CGI_CAN_RUN>",
-                "<LocationMatch \"^/(resumable-upload|cgi-bin/resumable-cgi)$\">",
+                "<LocationMatch \"^/(resumable-upload|cgi-bin/resumable-cgi)(/|$)\">",
                 "</LocationMatch>",
                 "</IfDefine>",
             ],
