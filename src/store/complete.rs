@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use serde::{Deserialize, Serialize};
 
 use super::lock::UploadLock;
+use super::naming;
 use super::shape::Shape;
 use super::{fsutil, layout, FsStore, PendingChunk, Progress, Result, StoreError, UploadKey};
 
@@ -146,7 +147,9 @@ fn assemble_and_publish(
 
     // The staging file stays until the record is written (see the header): removed by
     // remove_staging after write_record.
-    if let Some(published) = find_earlier_publish(&staging_dir, &staging, &target, &name)? {
+    if let Some(published) =
+        find_earlier_publish(&staging_dir, &staging, &target, &name, key.total_size)?
+    {
         return Ok(Completion {
             file: relative(&published),
             size: key.total_size,
@@ -162,7 +165,7 @@ fn assemble_and_publish(
     let mut published = None;
     for attempt in 0..MAX_NAME_ATTEMPTS {
         let candidate = layout::clash_candidate(&name, attempt);
-        match fsutil::link_no_replace(staging_dir.as_fd(), &staging, target.as_fd(), &candidate) {
+        match naming::give_name(staging_dir.as_fd(), &staging, target.as_fd(), &candidate) {
             Ok(()) => {
                 published = Some(candidate);
                 break;
@@ -229,24 +232,31 @@ fn assemble(
 }
 
 /// When a previous attempt published the staging file but died before writing the record, the
-/// staging file has a second link somewhere among the candidate names: find it by inode.
+/// staging file has a second link somewhere among the candidate names (or, where it was
+/// renamed, its inode number was noted): find it by inode.
 fn find_earlier_publish(
     staging_dir: &OwnedFd,
     staging: &str,
     target: &OwnedFd,
     name: &str,
+    size: u64,
 ) -> Result<Option<String>> {
     let probe = StoreError::io("recovering an interrupted publish");
-    let Some(staged) = fsutil::identity(staging_dir.as_fd(), staging).map_err(probe)? else {
-        return Ok(None);
-    };
-    if staged.links < 2 {
-        return Ok(None);
-    }
+    let published: Box<dyn Fn(&fsutil::FileIdentity) -> bool> =
+        match fsutil::identity(staging_dir.as_fd(), staging).map_err(probe)? {
+            Some(staged) if staged.links >= 2 => Box::new(move |found| found.same_file(&staged)),
+            Some(_) => return Ok(None),
+            None => match naming::renamed_inode(staging_dir.as_fd(), staging)
+                .map_err(StoreError::io("recovering an interrupted publish"))?
+            {
+                Some(inode) => Box::new(move |found| found.inode == inode && found.size == size),
+                None => return Ok(None),
+            },
+        };
     for attempt in 0..MAX_NAME_ATTEMPTS {
         let candidate = layout::clash_candidate(name, attempt);
         match fsutil::identity(target.as_fd(), &candidate) {
-            Ok(Some(found)) if found.same_file(&staged) => return Ok(Some(candidate)),
+            Ok(Some(found)) if published(&found) => return Ok(Some(candidate)),
             Ok(Some(_)) => continue,
             Ok(None) => return Ok(None),
             Err(e) => return Err(StoreError::io("recovering an interrupted publish")(e)),
@@ -288,7 +298,9 @@ fn remove_staging(store: &FsStore, key: &UploadKey) -> Result<()> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(StoreError::io("opening the staging directory")(e)),
     };
-    fsutil::remove_file(staging_dir.as_fd(), &staging_name(key))
+    let staging = staging_name(key);
+    fsutil::remove_file(staging_dir.as_fd(), &staging)
+        .and_then(|()| naming::forget(staging_dir.as_fd(), &staging))
         .map_err(StoreError::io("removing the staging file"))
 }
 

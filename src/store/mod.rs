@@ -7,6 +7,7 @@ mod complete;
 pub mod fsutil;
 pub mod layout;
 mod lock;
+mod naming;
 pub mod published;
 mod shape;
 
