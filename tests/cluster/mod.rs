@@ -7,6 +7,8 @@
 //! Namespaces, veths and processes are removed in Drop guards, by name and PID, also when an
 //! assertion fails.
 
+pub mod seaweed;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -52,7 +54,10 @@ pub struct Node {
 }
 
 impl Node {
-    fn create(index: usize, subnet: u8) -> Node {
+    fn create(subnet: u8) -> Node {
+        // unique in this process too: two clusters of one test binary never share a name
+        static SEQ: AtomicUsize = AtomicUsize::new(1);
+        let index = SEQ.fetch_add(1, Ordering::SeqCst);
         let tag = std::process::id() % 100_000;
         let node = Node {
             netns: format!("rcgi-mn-{tag}-{index}"),
@@ -136,8 +141,8 @@ pub struct Cluster {
 
 pub fn start_cluster(name: &str, count: usize, dirs: Dirs) -> Cluster {
     let mut nodes = Vec::new();
-    for (i, subnet) in free_subnets(count).into_iter().enumerate() {
-        nodes.push(Node::create(i + 1, subnet));
+    for subnet in free_subnets(count) {
+        nodes.push(Node::create(subnet));
     }
     let stack = Stack::nginx(name);
     let mut cluster = Cluster {
