@@ -5,12 +5,17 @@ use std::fmt;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
+use crate::store::publish::{PublishConfig, S3Target};
+
 pub const TEMP_DIR: &str = "RESUMABLE_TEMP_DIR";
 pub const UPLOAD_DIR: &str = "RESUMABLE_UPLOAD_DIR";
 pub const MAX_FILE_SIZE: &str = "RESUMABLE_MAX_FILE_SIZE";
 pub const MAX_CHUNK_SIZE: &str = "RESUMABLE_MAX_CHUNK_SIZE";
 pub const MISSING_CHUNK_STATUS: &str = "RESUMABLE_MISSING_CHUNK_STATUS";
 pub const LOG_LEVEL: &str = "RESUMABLE_LOG";
+pub const PUBLISH_URL: &str = "RESUMABLE_PUBLISH_URL";
+pub const KEEP_LOCAL: &str = "RESUMABLE_KEEP_LOCAL";
+pub const S3_VIRTUAL_HOSTED: &str = "RESUMABLE_S3_VIRTUAL_HOSTED";
 
 /// Every setting with its default and meaning, for `--help` and the man page.
 pub const DOCUMENTED: &[(&str, &str, &str)] = &[
@@ -44,6 +49,21 @@ pub const DOCUMENTED: &[(&str, &str, &str)] = &[
         "info",
         "log level on stderr: off, error, warn, info, debug or trace",
     ),
+    (
+        PUBLISH_URL,
+        "",
+        "s3://bucket/prefix: also publish finished files there (AWS_* settings)",
+    ),
+    (
+        KEEP_LOCAL,
+        "0",
+        "1: keep the local copy of a file published to the object store",
+    ),
+    (
+        S3_VIRTUAL_HOSTED,
+        "0",
+        "1: address a custom AWS_ENDPOINT_URL as bucket.host, not host/bucket",
+    ),
 ];
 
 /// Every name this program reads; a FastCGI param may override exactly these.
@@ -54,6 +74,9 @@ pub const ALL_NAMES: &[&str] = &[
     MAX_CHUNK_SIZE,
     MISSING_CHUNK_STATUS,
     LOG_LEVEL,
+    PUBLISH_URL,
+    KEEP_LOCAL,
+    S3_VIRTUAL_HOSTED,
 ];
 
 const DEFAULT_MAX_FILE_SIZE: u64 = 10 << 30;
@@ -69,6 +92,8 @@ pub struct Config {
     pub max_chunk_size: u64,
     /// What a test request answers for a chunk that is not stored (204, or 404 like the PHP script).
     pub missing_chunk_status: u16,
+    /// Where finished files are published besides the upload dir (RESUMABLE_PUBLISH_URL).
+    pub publish: Option<PublishConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,12 +173,38 @@ impl Config {
                 });
             }
         }
+        let flag = |name: &'static str| -> Result<bool, ConfigError> {
+            match text(name)?.as_deref() {
+                None | Some("" | "0") => Ok(false),
+                Some("1") => Ok(true),
+                Some(other) => Err(ConfigError {
+                    name,
+                    value: other.to_string(),
+                    reason: "expected 0 or 1",
+                }),
+            }
+        };
+        let publish = match text(PUBLISH_URL)? {
+            None => None,
+            Some(url) if url.is_empty() => None,
+            Some(url) => Some(PublishConfig {
+                target: S3Target::parse(&url, flag(S3_VIRTUAL_HOSTED)?).map_err(|reason| {
+                    ConfigError {
+                        name: PUBLISH_URL,
+                        value: url.clone(),
+                        reason,
+                    }
+                })?,
+                keep_local: flag(KEEP_LOCAL)?,
+            }),
+        };
         let config = Config {
             temp_dir: dir(TEMP_DIR, "temp")?,
             upload_dir: dir(UPLOAD_DIR, "uploads")?,
             max_file_size: size(MAX_FILE_SIZE, DEFAULT_MAX_FILE_SIZE)?,
             max_chunk_size: size(MAX_CHUNK_SIZE, DEFAULT_MAX_CHUNK_SIZE)?,
             missing_chunk_status,
+            publish,
         };
         Ok(config)
     }
@@ -281,6 +332,22 @@ mod tests {
             LOG_LEVEL
         );
         assert_eq!(config_from(&[(TEMP_DIR, "")]).unwrap_err().name, TEMP_DIR);
+        assert_eq!(
+            config_from(&[(PUBLISH_URL, "https://x")]).unwrap_err().name,
+            PUBLISH_URL
+        );
+        assert_eq!(
+            config_from(&[(PUBLISH_URL, "s3://b-1/p"), (KEEP_LOCAL, "yes")])
+                .unwrap_err()
+                .name,
+            KEEP_LOCAL
+        );
+        let publishing = config_from(&[(PUBLISH_URL, "s3://b-1/p/"), (KEEP_LOCAL, "1")])
+            .unwrap()
+            .publish
+            .unwrap();
+        assert_eq!(publishing.target.prefix, "p");
+        assert!(publishing.keep_local && !publishing.target.virtual_hosted);
         assert_eq!(
             config_from(&[(MISSING_CHUNK_STATUS, "404")])
                 .unwrap()

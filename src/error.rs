@@ -11,6 +11,7 @@ use crate::config::ConfigError;
 use crate::protocol::multipart::MultipartError;
 use crate::protocol::ParamError;
 use crate::request::Response;
+use crate::store::publish::PublishError;
 use crate::store::StoreError;
 
 /// The methods the endpoint answers, for `Allow` headers.
@@ -54,6 +55,7 @@ impl Error {
             | Error::BodyTooLarge { .. } => 415,
             Error::Store(StoreError::BodyLength { .. } | StoreError::BodyRead(_)) => 422,
             Error::Store(StoreError::NoSpace { .. }) => 503,
+            Error::Store(StoreError::Publish(PublishError::Unavailable { .. })) => 503,
             Error::Store(_) => 500,
         }
     }
@@ -89,6 +91,9 @@ impl Error {
             Error::Config(_) => "the upload endpoint is misconfigured".into(),
             Error::Store(StoreError::NoSpace { .. }) => {
                 "the server is out of disk space; retry later".into()
+            }
+            Error::Store(StoreError::Publish(PublishError::Unavailable { .. })) => {
+                "the file is complete but the object store cannot be reached; retry later".into()
             }
             Error::Store(StoreError::BodyLength { .. } | StoreError::BodyRead(_)) => {
                 self.to_string()

@@ -83,6 +83,8 @@ pub struct Finished {
     /// The published path relative to the upload dir.
     pub file: String,
     pub size: u64,
+    /// The object key, when published to the object store (RESUMABLE_PUBLISH_URL).
+    pub object: Option<String>,
     /// Whether this request published it (false: an earlier one did).
     pub just_now: bool,
 }
@@ -120,16 +122,19 @@ impl Outcome {
             ),
             // Every request that touches a finished upload gets this body, because the clients
             // hand the body of whichever request finished last to the page.
-            Outcome::Complete(done) => Response::json(
-                200,
-                &json!({
+            Outcome::Complete(done) => {
+                let mut body = json!({
                     "success": true,
                     "complete": true,
                     "file": done.file,
                     "size": done.size,
                     "completedNow": done.just_now,
-                }),
-            ),
+                });
+                if let Some(object) = &done.object {
+                    body["object"] = json!(object);
+                }
+                Response::json(200, &body)
+            }
         };
         // Test answers change as chunks arrive: no cache may keep them.
         response.with_header("Cache-Control", "no-store")

@@ -202,6 +202,7 @@ fn complete(done: &Completion, just_now: bool) -> Outcome {
     Outcome::Complete(Finished {
         file: done.file.clone(),
         size: done.size,
+        object: done.object.clone(),
         just_now,
     })
 }

@@ -36,6 +36,9 @@ const MAX_RECORD_SIZE: u64 = 64 * 1024;
 pub struct Completion {
     pub file: String,
     pub size: u64,
+    /// The object key, once published to the object store (RESUMABLE_PUBLISH_URL).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object: Option<String>,
 }
 
 pub(super) fn commit_and_complete(
@@ -62,6 +65,7 @@ pub(super) fn commit_and_complete(
         drop(pending);
         remove_staging(store, key)?;
         remove_parts(&upload)?;
+        let done = super::publish::finish(store, &upload, done)?;
         return Ok(Progress::AlreadyComplete(done));
     }
     match (super::shape::recorded(&upload)?, pending) {
@@ -92,6 +96,7 @@ pub(super) fn commit_and_complete(
     write_record(&upload, &completion)?;
     remove_staging(store, key)?;
     remove_parts(&upload)?;
+    let completion = super::publish::finish(store, &upload, completion)?;
     Ok(Progress::Completed(completion))
 }
 
@@ -153,6 +158,7 @@ fn assemble_and_publish(
         return Ok(Completion {
             file: relative(&published),
             size: key.total_size,
+            object: None,
         });
     }
 
@@ -182,6 +188,7 @@ fn assemble_and_publish(
     Ok(Completion {
         file: relative(&published),
         size: key.total_size,
+        object: None,
     })
 }
 
@@ -325,7 +332,7 @@ pub(super) fn read_record(
         .filter(|record| record.size == key.total_size))
 }
 
-fn write_record(upload: &super::UploadDir, completion: &Completion) -> Result<()> {
+pub(super) fn write_record(upload: &super::UploadDir, completion: &Completion) -> Result<()> {
     let name = layout::record_name(&upload.file_key);
     let temp = format!(".{name}.tmp");
     let mut file = fsutil::create_truncate(upload.dir.as_fd(), &temp)
