@@ -460,6 +460,23 @@ mod tests {
     }
 
     #[test]
+    fn a_publish_by_rename_is_found_after_a_crash_by_its_noted_inode() {
+        let dir = tempfile::tempdir().unwrap();
+        let fd = fsutil::open_root(dir.path()).unwrap();
+        std::fs::write(dir.path().join("a.txt"), b"other").unwrap();
+        std::fs::write(dir.path().join("s.assembling"), b"12345").unwrap();
+        // published as the second candidate, then the process died before the record
+        naming::rename_with_note(fd.as_fd(), "s.assembling", fd.as_fd(), "a (1).txt").unwrap();
+        let found = find_earlier_publish(&fd, "s.assembling", &fd, "a.txt", 5).unwrap();
+        assert_eq!(found.as_deref(), Some("a (1).txt"));
+        // a file of another size at that inode is not it
+        assert_eq!(
+            find_earlier_publish(&fd, "s.assembling", &fd, "a.txt", 6).unwrap(),
+            None
+        );
+    }
+
+    #[test]
     fn remove_all_in_parallel_removes_every_name_and_reports_a_failure() {
         let dir = tempfile::tempdir().unwrap();
         let fd = fsutil::open_root(dir.path()).unwrap();

@@ -50,7 +50,7 @@ pub fn give_name(
 }
 
 /// Renames the staging file to `to` (never replacing), after noting its inode number.
-fn rename_with_note(
+pub(super) fn rename_with_note(
     staging_dir: BorrowedFd<'_>,
     staging: &str,
     to_dir: BorrowedFd<'_>,
