@@ -19,10 +19,9 @@ mod harness;
 mod servers;
 
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use cluster::{net_ns_of, send, start_cluster, Cluster, Dirs, CHUNK};
-use common::{pseudo_random, sha256_hex, Client, Upload};
+use cluster::{net_ns_of, start_cluster, Dirs};
 
 const NODES: usize = 3;
 const FILES: usize = 40;
@@ -45,62 +44,5 @@ fn three_nodes_in_network_namespaces_share_one_directory() {
         0x5eed_2026,
         (&s.temp_dir, &s.upload_dir),
     );
-    lock_held_here_stops_every_node(&cluster);
-}
-
-/// The exclusion itself: this test (in the root network namespace) takes the exclusive record
-/// lock on an upload's lock file, the lock the workers take. Chunks for that upload sent through
-/// nginx to the nodes are written but wait, unanswered, until it is released; then they finish
-/// and exactly one of them assembles the file.
-fn lock_held_here_stops_every_node(cluster: &Cluster) {
-    let s = &cluster.stack;
-    let (origin, url) = (s.origin(), s.url.clone());
-    let u = Upload::new(
-        Client::ResumableOctet,
-        "locked.bin",
-        pseudo_random((4 * CHUNK) as usize, 4242),
-        CHUNK,
-    );
-    assert_eq!(send(&origin, &url, &u.chunk_request(1)).0, 200);
-    let dir = s.temp_dir.join(&u.identifier);
-    let lock = common::record_lock(&dir, true).unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let held = Duration::from_millis(1500);
-    std::thread::scope(|scope| {
-        for k in 2..=u.chunk_count() {
-            let (tx, origin, url, u) = (tx.clone(), &origin, &url, &u);
-            scope.spawn(move || {
-                let answer = send(origin, url, &u.chunk_request(k));
-                let _ = tx.send((k, answer, Instant::now()));
-            });
-        }
-        std::thread::sleep(held);
-        assert!(
-            rx.try_recv().is_err(),
-            "a node answered while this process held the upload's lock"
-        );
-        // their bodies are in (temporary chunks), the rename waits for the lock
-        let waiting = common::snapshot(&dir)
-            .keys()
-            .filter(|p| p.ends_with(".tmp"))
-            .count();
-        let released = Instant::now();
-        drop(lock);
-        let mut now = 0;
-        for _ in 2..=u.chunk_count() {
-            let (k, (status, body), at) = rx.recv_timeout(Duration::from_secs(20)).unwrap();
-            assert_eq!(status, 200, "chunk {k}: {body}");
-            now += usize::from(body.contains("\"completedNow\":true"));
-            eprintln!(
-                "multinode: lock held here for {} ms: chunk {k} waited, answered {} ms after the release",
-                held.as_millis(),
-                (at - released).as_millis()
-            );
-        }
-        eprintln!("multinode: {waiting} temporary chunks were waiting for the lock");
-        assert_eq!(waiting as u64, u.chunk_count() - 1);
-        assert_eq!(now, 1);
-    });
-    let data = std::fs::read(s.upload_dir.join(&u.filename)).unwrap();
-    assert_eq!(sha256_hex(&data), u.sha256());
+    cluster::lock_held_here_stops_every_node(&cluster, "node", (&s.temp_dir, &s.upload_dir));
 }

@@ -504,3 +504,75 @@ pub fn assert_clean(temp: &Path, uploads_dir: &Path, uploads: &[Upload]) {
     let staging = common::snapshot(&uploads_dir.join(".resumable-staging"));
     assert!(staging.is_empty(), "staging: {staging:?}");
 }
+
+/// The exclusion itself: this test (in the root network namespace, through the `view` dirs: one
+/// node's mount) takes the exclusive record lock on an upload's lock file, the lock the workers
+/// take. Chunks for that upload sent through nginx to the nodes are written but wait,
+/// unanswered, until it is released; then they finish and exactly one of them assembles the
+/// file. A build whose lock does not reach across mounts answers while it is held.
+pub fn lock_held_here_stops_every_node(cluster: &Cluster, tag: &str, view: (&Path, &Path)) {
+    let (temp, uploads) = view;
+    let s = &cluster.stack;
+    let (origin, url) = (s.origin(), s.url.clone());
+    let u = Upload::new(
+        Client::ResumableOctet,
+        &format!("{tag}-locked.bin"),
+        pseudo_random((7 * CHUNK) as usize, 4242),
+        CHUNK,
+    );
+    assert_eq!(send(&origin, &url, &u.chunk_request(1)).0, 200);
+    let before = cluster.logs();
+    let dir = temp.join(&u.identifier);
+    let lock = common::record_lock(&dir, true).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let held = Duration::from_millis(2000);
+    std::thread::scope(|scope| {
+        for k in 2..=u.chunk_count() {
+            let (tx, origin, url, u) = (tx.clone(), &origin, &url, &u);
+            scope.spawn(move || {
+                let answer = send(origin, url, &u.chunk_request(k));
+                let _ = tx.send((k, answer, Instant::now()));
+            });
+        }
+        std::thread::sleep(held);
+        if let Ok((k, (status, body), _)) = rx.try_recv() {
+            panic!("{tag}: a node answered chunk {k} ({status} {body}) while this process held the upload's lock");
+        }
+        // their bodies are in (temporary chunks), the rename waits for the lock
+        let waiting = common::snapshot(&dir)
+            .keys()
+            .filter(|p| p.ends_with(".tmp"))
+            .count();
+        let released = Instant::now();
+        drop(lock);
+        let mut now = 0;
+        for _ in 2..=u.chunk_count() {
+            let (k, (status, body), at) = rx.recv_timeout(Duration::from_secs(30)).unwrap();
+            assert_eq!(status, 200, "chunk {k}: {body}");
+            now += usize::from(body.contains("\"completedNow\":true"));
+            eprintln!(
+                "{tag}: lock held here for {} ms: chunk {k} waited, answered {} ms after the release",
+                held.as_millis(),
+                (at - released).as_millis()
+            );
+        }
+        eprintln!("{tag}: {waiting} temporary chunks were waiting for the lock");
+        assert_eq!(waiting as u64, u.chunk_count() - 1);
+        assert_eq!(now, 1);
+    });
+    let data = std::fs::read(uploads.join(&u.filename)).unwrap();
+    assert_eq!(sha256_hex(&data), u.sha256());
+    // the waiting chunks were spread over the nodes (their own mounts, on a shared filesystem)
+    let needle = format!("of {:?}", u.filename);
+    let nodes = cluster
+        .logs()
+        .iter()
+        .zip(&before)
+        .filter(|(log, earlier)| log.get(earlier.len()..).unwrap_or(log).contains(&needle))
+        .count();
+    eprintln!("{tag}: {nodes} nodes had chunks waiting");
+    assert!(
+        nodes >= 2,
+        "{tag}: only {nodes} node received the held upload's chunks"
+    );
+}
