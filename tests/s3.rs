@@ -128,6 +128,7 @@ fn s3_publishing_against_a_real_seaweedfs() {
     let endpoint = weed.endpoint();
     small_and_multipart_files_are_published(&weed, &endpoint);
     an_existing_key_is_never_replaced(&weed, &endpoint);
+    two_sites_racing_for_one_key_both_keep_their_file(&weed, &endpoint);
     an_unreachable_store_answers_503_and_the_retry_publishes(&weed, &endpoint);
     a_process_killed_mid_multipart_leaves_nothing_behind(&weed, &endpoint);
     let second = weed.start_gateway().expect("a second S3 gateway");
@@ -200,6 +201,67 @@ fn an_existing_key_is_never_replaced(weed: &Seaweed, endpoint: &str) {
         "the existing object was replaced"
     );
     eprintln!("s3: an existing key kept; the file became incoming/clash (1).bin");
+}
+
+/// Two different uploads (two sites, each with its own directories) of one file name, over one
+/// bucket, completed at the same instant: both look for a free key before writing, so both may
+/// find `same.bin` free; `If-None-Match: *` lets only one create it, and the other becomes
+/// `same (1).bin`. Nothing is overwritten, whichever way the race goes.
+fn two_sites_racing_for_one_key_both_keep_their_file(weed: &Seaweed, endpoint: &str) {
+    let sites = [publishing_cgi(endpoint), publishing_cgi(endpoint)];
+    let files: Vec<Upload> = (0..2)
+        .map(|i| {
+            Upload::new(
+                Client::ResumableOctet,
+                "same.bin",
+                pseudo_random(6 * MIB + i, 40 + i as u64),
+                MIB as u64,
+            )
+        })
+        .collect();
+    for (site, u) in sites.iter().zip(&files) {
+        for k in 1..u.chunk_count() {
+            assert_eq!(site.send(&u.chunk_request(k)).status, 200);
+        }
+    }
+    let barrier = std::sync::Barrier::new(2);
+    let runs: Vec<common::CgiRun> = std::thread::scope(|scope| {
+        let handles: Vec<_> = sites
+            .iter()
+            .zip(&files)
+            .map(|(site, u)| {
+                let barrier = &barrier;
+                scope.spawn(move || {
+                    let last = u.chunk_request(u.chunk_count());
+                    barrier.wait();
+                    site.run(&last)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let lost_at_completion = runs
+        .iter()
+        .any(|run| run.stderr.contains("was created by someone else meanwhile"));
+    let mut got: Vec<String> = Vec::new();
+    for (answer, u) in runs.iter().map(|run| &run.response).zip(&files) {
+        let key = answer.json()["object"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert_published(weed, answer, u, &key);
+        got.push(key);
+    }
+    got.sort();
+    assert_eq!(got, ["incoming/same (1).bin", "incoming/same.bin"]);
+    eprintln!(
+        "s3: two sites raced for incoming/same.bin: one got it, the other same (1).bin ({})",
+        if lost_at_completion {
+            "both found the key free; If-None-Match refused the second"
+        } else {
+            "the second saw the key taken before writing"
+        }
+    );
 }
 
 fn an_unreachable_store_answers_503_and_the_retry_publishes(weed: &Seaweed, endpoint: &str) {

@@ -160,7 +160,10 @@ pub(super) fn publish(
         match written {
             Ok(true) => return Ok(key),
             // Someone else created that key first: the next name.
-            Ok(false) => continue,
+            Ok(false) => {
+                log::info!("{key:?} was created by someone else meanwhile: trying the next name");
+                continue;
+            }
             Err(Failure::Store(op, e)) => return Err(unavailable(target, op, e)),
             Err(Failure::Local(op, e)) => return Err(local_fail(op)(e)),
         }
