@@ -361,6 +361,11 @@ fn exercise(name: &str, setup: fn() -> Result<Volume, String>) {
     // would only slow both
     static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    // SAFETY: geteuid has no preconditions
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("dfs: SKIPPED {name}: mounting and network namespaces need root");
+        return;
+    }
     let t = Instant::now();
     let volume = match setup() {
         Ok(v) => v,
