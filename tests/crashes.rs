@@ -34,7 +34,8 @@ const LIMIT: Duration = Duration::from_secs(30);
 
 /// A named point of the store, as the syscall whose entry it is. The sequence of the request
 /// that completes an upload (see src/store/complete.rs): write the body to the chunk's temp
-/// file; flock; renameat (chunk into place); copy_file_range per part; fsync (staging);
+/// file; flock (the lock: the directory flock kept for earlier builds, then the record lock);
+/// renameat (chunk into place); copy_file_range per part; fsync (staging);
 /// linkat (publish); fsync (upload dir); fsync (record); renameat (record); unlinkat
 /// (staging); unlinkat (parts).
 #[derive(Debug, Clone, Copy)]
