@@ -117,6 +117,7 @@ pub const DOCUMENTED: &[(&str, &str, &str)] = &[
     (CORS_CREDENTIALS, "0", "1: let those origins send cookies and HTTP auth (Access-Control-Allow-Credentials; not with *)"),
     (MIN_FREE_SPACE, "1%", "a new upload that would leave less free on the temp or upload filesystem is answered 503 (bytes with K/M/G/T, or a percentage; 0 turns it off)"),
     (IO_TIMEOUT, "120", "FastCGI worker: seconds a read or write on a connection may stall before it is closed"),
+    (
         PUBLISH_URL,
         "",
         "s3://bucket/prefix: also publish finished files there (AWS_* settings)",
@@ -393,6 +394,7 @@ impl Config {
                     "expected bytes such as 512M or 2G, a percentage such as 5%, or 0",
                 )
             })?,
+        };
         let flag = |name: &'static str| -> Result<bool, ConfigError> {
             match text(name)?.as_deref() {
                 None | Some("" | "0") => Ok(false),

@@ -34,7 +34,8 @@ use cluster::seaweed::{self, free_port_pair, missing, tail, venv, wait_for_port,
 use cluster::{send, start_cluster, Cluster, Dirs, Rng, CHUNK};
 use common::fastcgi_client::{cgi_params, Addr};
 use common::{pseudo_random, sha256_hex, Client, Upload};
-use harness::{read_lossy, Proc, TestDir};
+use common::{Proc, Scratch};
+use harness::read_lossy;
 
 const NODES: usize = 3;
 
@@ -56,11 +57,11 @@ struct Volume {
     teardown: Vec<Vec<String>>,
     _seaweed: Option<Seaweed>,
     netns: Option<String>,
-    dir: TestDir,
+    dir: Scratch,
 }
 
 impl Volume {
-    fn new(name: &'static str, dir: TestDir) -> Volume {
+    fn new(name: &'static str, dir: Scratch) -> Volume {
         Volume {
             name,
             mounts: Vec::new(),
@@ -169,11 +170,11 @@ fn juicefs() -> Result<Volume, String> {
     {
         return Err(why);
     }
-    let dir = TestDir::new("dfs-juicefs");
-    let weed = Seaweed::start(&dir.path.join("seaweed"))?;
+    let dir = Scratch::new("dfs-juicefs");
+    let weed = Seaweed::start(&dir.path().join("seaweed"))?;
     weed.create_bucket("jfs");
     let mut volume = Volume::new("juicefs", dir);
-    let root = volume.dir.path.clone();
+    let root = volume.dir.path().to_path_buf();
     let redis_port = free_port_pair();
     let redis_log = root.join("redis.log");
     let mut redis = Command::new("redis-server");
@@ -184,7 +185,7 @@ fn juicefs() -> Result<Volume, String> {
         .arg(&root);
     volume
         .procs
-        .push(Proc::spawn("redis", &mut redis, &redis_log));
+        .push(Proc::spawn_logged("redis", &mut redis, &redis_log));
     volume._seaweed = Some(weed);
     wait_for_port(redis_port, "redis", &redis_log, Duration::from_secs(20))?;
     let meta = format!("redis://127.0.0.1:{redis_port}/1");
@@ -210,7 +211,7 @@ fn juicefs() -> Result<Volume, String> {
         // mounts stop before redis and SeaweedFS (procs are stopped last first)
         volume
             .procs
-            .push(Proc::spawn("juicefs mount", &mut cmd, &log));
+            .push(Proc::spawn_logged("juicefs mount", &mut cmd, &log));
         volume.mounts.push(mount.clone());
         wait_mounted(&mount, "juicefs", &log)?;
     }
@@ -228,8 +229,8 @@ fn glusterfs() -> Result<Volume, String> {
     if let Some(why) = missing(&needed.map(PathBuf::from)).or_else(fuse_available) {
         return Err(why);
     }
-    let dir = TestDir::new("dfs-glusterfs");
-    let root = dir.path.clone();
+    let dir = Scratch::new("dfs-glusterfs");
+    let root = dir.path().to_path_buf();
     let tag = std::process::id();
     let netns = format!("rcgi-gfs-{tag}");
     let volname = format!("rcgi{tag}");
@@ -286,7 +287,7 @@ fn glusterfs() -> Result<Volume, String> {
         .arg(&log)
         .arg("-p")
         .arg(root.join("glusterd.pid"));
-    volume.procs.push(Proc::spawn(
+    volume.procs.push(Proc::spawn_logged(
         "glusterd",
         &mut glusterd,
         &root.join("glusterd.out"),
@@ -466,7 +467,7 @@ fn killed_mid_assembly_then_another_node_completes(cluster: &mut Cluster, volume
         .iter()
         .find(|p| p.pid == victim)
         .unwrap();
-    worker.signal(9);
+    worker.kill();
     wait_dead(victim);
     cluster.start_worker(
         0,
@@ -538,7 +539,7 @@ fn killed_mid_assembly_then_another_node_completes(cluster: &mut Cluster, volume
 
 fn wait_dead(pid: i32) {
     let deadline = Instant::now() + Duration::from_secs(20);
-    while harness::alive(pid) {
+    while common::process::alive(pid) {
         assert!(Instant::now() < deadline, "worker {pid} is still alive");
         std::thread::sleep(Duration::from_millis(20));
     }

@@ -116,8 +116,8 @@ fn assert_published(weed: &Seaweed, answer: &TestResponse, u: &Upload, key: &str
 
 #[test]
 fn s3_publishing_against_a_real_seaweedfs() {
-    let dir = harness::TestDir::new("s3");
-    let mut weed = match Seaweed::start(&dir.path.join("seaweed")) {
+    let dir = common::Scratch::new("s3");
+    let mut weed = match Seaweed::start(&dir.path().join("seaweed")) {
         Ok(weed) => weed,
         Err(why) => {
             eprintln!("s3: SKIPPED: {why}");

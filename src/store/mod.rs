@@ -534,11 +534,12 @@ impl UploadStore for FsStore {
                 // complete here but not yet in the object store: publish it now (a test
                 // request after the store was unreachable), or answer why not
                 Some(done) if remote::pending(self.publish.as_ref(), &done) => {
-                    match complete::commit_and_complete(self, key, None)? {
+                    // Already approved when it was published here: nothing is asked again.
+                    match complete::commit_and_complete(self, key, None, &publish_always)? {
                         Progress::Completed(done) | Progress::AlreadyComplete(done) => {
                             Ok(Some(done))
                         }
-                        Progress::Incomplete => Ok(None),
+                        Progress::Incomplete | Progress::Rejected { .. } => Ok(None),
                     }
                 }
                 other => Ok(other),

@@ -64,7 +64,7 @@ pub(super) fn rename_with_note(
         let mut file = fsutil::create_truncate(staging_dir, &temp)?;
         file.write_all(identity.inode.to_string().as_bytes())?;
         file.sync_all()?;
-        fsutil::rename(staging_dir, &temp, staging_dir, &note)?;
+        fsutil::rename_within(staging_dir, &temp, &note)?;
     }
     match fsutil::rename_no_replace(staging_dir, staging, to_dir, to) {
         Err(e) if e.kind() == io::ErrorKind::InvalidInput => Err(io::Error::other(format!(

@@ -17,8 +17,9 @@ use std::sync::{Barrier, Mutex};
 use std::time::{Duration, Instant};
 
 use super::common::{self, pseudo_random, sha256_hex, Client, TestRequest, Upload};
-use super::harness::{self, http_post, read_lossy, Proc};
-use super::servers::{http_status, Stack};
+use super::common::Proc;
+use super::harness::{self, read_lossy};
+use super::servers::Stack;
 
 pub const CHUNK: u64 = 64 << 10;
 /// Client threads sending at once (nginx spreads each request to the next node).
@@ -157,7 +158,7 @@ pub fn start_cluster(name: &str, count: usize, dirs: Dirs) -> Cluster {
         let log = cluster
             .stack
             .dir
-            .path
+            .path()
             .join(format!("logs/node{}.log", i + 1));
         cluster.worker_logs.push(log);
         cluster.worker_pids.push(0);
@@ -214,7 +215,7 @@ impl Cluster {
         }
         // a restarted worker's log follows the first one's in `logs`
         self.earlier_logs[index].push_str(&read_lossy(log));
-        let p = Proc::spawn(&format!("resumable-cgi node {}", index + 1), &mut cmd, log);
+        let p = Proc::spawn_logged(&format!("resumable-cgi node {}", index + 1), &mut cmd, log);
         self.worker_pids[index] = p.pid;
         self.stack.procs.insert(0, p);
         let deadline = Instant::now() + Duration::from_secs(15);
@@ -258,19 +259,26 @@ pub fn send(origin: &str, url: &str, req: &TestRequest) -> (u16, String) {
     } else {
         format!("{url}?{}", req.query)
     };
-    if req.method == "GET" {
-        return (
-            http_status("GET", &format!("{origin}{path}")),
-            String::new(),
-        );
-    }
-    http_post(
+    let content_type = req
+        .content_type
+        .as_deref()
+        .unwrap_or("application/octet-stream");
+    let headers: &[(&str, &str)] = if req.method == "GET" {
+        &[]
+    } else {
+        &[("Content-Type", content_type)]
+    };
+    let answer = super::common::http::request(
         origin,
+        &req.method,
         &path,
-        req.content_type
-            .as_deref()
-            .unwrap_or("application/octet-stream"),
+        headers,
         &[&req.body],
+        std::time::Duration::from_secs(120),
+    );
+    (
+        answer.status,
+        String::from_utf8_lossy(&answer.body).into_owned(),
     )
 }
 

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use super::super::harness::{read_lossy, Proc};
+use super::super::common::Proc;
+use super::super::harness::read_lossy;
 
 /// The credentials the gateway is configured with.
 pub const ACCESS_KEY: &str = "rcgi-test-key";
@@ -106,7 +107,7 @@ impl Seaweed {
             .args(["-volume.preStopSeconds=0", "-master.telemetry=false"])
             .arg("-master.electionTimeout=1s")
             .arg(format!("-s3.config={}", config.display()));
-        let server = Proc::spawn("weed server", &mut cmd, &log);
+        let server = Proc::spawn_logged("weed server", &mut cmd, &log);
         let weed = Seaweed {
             gateways: Vec::new(),
             server,
@@ -154,7 +155,7 @@ impl Seaweed {
             ])
             .arg(format!("-config={}", self.dir.join("s3.json").display()));
         self.gateways
-            .push(Proc::spawn("weed s3 gateway", &mut cmd, &log));
+            .push(Proc::spawn_logged("weed s3 gateway", &mut cmd, &log));
         wait_for_port(port, "the second S3 gateway", &log, Duration::from_secs(60))?;
         Ok(format!("http://127.0.0.1:{port}"))
     }
@@ -191,9 +192,9 @@ impl Seaweed {
     /// Stops the server now (SIGKILL: its data is thrown away with the test).
     pub fn kill(&mut self) {
         for g in &self.gateways {
-            g.signal(9);
+            g.kill();
         }
-        self.server.signal(9);
+        self.server.kill();
     }
 }
 

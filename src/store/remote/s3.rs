@@ -433,7 +433,7 @@ fn write_note(dir: BorrowedFd<'_>, name: &str, note: &Note) -> io::Result<()> {
     let mut file = fsutil::create_truncate(dir, &temp)?;
     file.write_all(&serde_json::to_vec(note).unwrap_or_default())?;
     file.sync_all()?;
-    fsutil::rename(dir, &temp, dir, name)
+    fsutil::rename_within(dir, &temp, name)
 }
 
 #[cfg(test)]
