@@ -30,6 +30,8 @@ pub const STAGING_DIR: &str = ".resumable-staging";
 /// How many `name (n).ext` variants are tried before giving up.
 const MAX_NAME_ATTEMPTS: u32 = 10_000;
 const MAX_RECORD_SIZE: u64 = 64 * 1024;
+/// How often an assembly is tried when the filesystem reports a transient error.
+const ASSEMBLY_ATTEMPTS: u32 = 5;
 
 /// A finished upload: where it was published, relative to the upload dir, and its size.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -167,7 +169,20 @@ fn assemble_and_publish(
         name: &staging,
         armed: true,
     };
-    assemble(upload, parts, key.total_size, staging_dir.as_fd(), &staging)?;
+    // A network filesystem may call a part another client just renamed into place a stale
+    // handle for a moment (GlusterFS does): the assembly starts again.
+    let mut attempt = 1;
+    loop {
+        match assemble(upload, parts, key.total_size, staging_dir.as_fd(), &staging) {
+            Err(StoreError::Io { source, .. })
+                if fsutil::is_transient(&source) && attempt < ASSEMBLY_ATTEMPTS =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20 * u64::from(attempt)));
+                attempt += 1;
+            }
+            other => break other?,
+        }
+    }
     let mut published = None;
     for attempt in 0..MAX_NAME_ATTEMPTS {
         let candidate = layout::clash_candidate(&name, attempt);
