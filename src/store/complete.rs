@@ -33,6 +33,8 @@ use super::{
 /// Folder of the upload dir where files are assembled before they get their final name.
 pub const STAGING_DIR: &str = ".resumable-staging";
 const MAX_RECORD_SIZE: u64 = 64 * 1024;
+/// How often an assembly is tried when the filesystem reports a transient error.
+const ASSEMBLY_ATTEMPTS: u32 = 5;
 
 /// A finished upload: where it was published, relative to the upload dir, its size, and what
 /// the approval step (the completion hook) gave back for the client.
@@ -242,12 +244,23 @@ fn assemble_and_publish(
         relative_path: key.relative_path.as_deref(),
         size: key.total_size,
     };
-    publish(
-        store,
-        &target,
-        |dir, name| assemble(upload, parts, key.total_size, dir, name),
-        approve,
-    )
+    // A network filesystem may call a part another client just renamed into place a stale
+    // handle for a moment (GlusterFS does): the assembly starts again.
+    let fill = |dir: BorrowedFd<'_>, name: &str| {
+        let mut attempt = 1;
+        loop {
+            match assemble(upload, parts, key.total_size, dir, name) {
+                Err(StoreError::Io { source, .. })
+                    if fsutil::is_transient(&source) && attempt < ASSEMBLY_ATTEMPTS =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20 * u64::from(attempt)));
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    };
+    publish(store, &target, fill, approve)
 }
 
 /// Where a finished upload is published, and the staging name its bytes are gathered under.

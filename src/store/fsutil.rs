@@ -42,7 +42,10 @@ pub fn ensure_dir(parent: BorrowedFd<'_>, name: &str, mode: u32) -> io::Result<O
             Err(e) => return Err(e.into()),
         }
         match open_dir(parent, name) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound && attempt < ENSURE_DIR_ATTEMPTS => {
+            Err(e)
+                if (e.kind() == io::ErrorKind::NotFound || is_transient(&e))
+                    && attempt < ENSURE_DIR_ATTEMPTS =>
+            {
                 attempt += 1;
                 std::thread::sleep(std::time::Duration::from_millis(5 * u64::from(attempt)));
             }
@@ -211,6 +214,33 @@ pub fn list(dir: BorrowedFd<'_>) -> io::Result<Vec<String>> {
         }
     }
     Ok(names)
+}
+
+/// Errors a network filesystem may give for a moment while another client changes the same
+/// names (seen with GlusterFS 10.3 when several clients race): a stale file handle, and a file
+/// another client is creating, briefly without its permissions. Worth trying again, a few
+/// times, before reporting.
+pub fn is_transient(error: &io::Error) -> bool {
+    matches!(
+        error.raw_os_error(),
+        Some(code) if code == rustix::io::Errno::STALE.raw_os_error()
+            || code == rustix::io::Errno::ACCESS.raw_os_error()
+    )
+}
+
+/// Runs `op` again while it fails with a transient error (see [`is_transient`]), at most
+/// `attempts` times in all, waiting a little longer each time.
+pub fn retry_transient<T>(attempts: u32, mut op: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+    let mut attempt = 1;
+    loop {
+        match op() {
+            Err(e) if is_transient(&e) && attempt < attempts => {
+                std::thread::sleep(std::time::Duration::from_millis(10 * u64::from(attempt)));
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
 }
 
 pub fn is_no_space(error: &io::Error) -> bool {

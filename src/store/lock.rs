@@ -31,6 +31,11 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use rustix::fs::{Mode, OFlags};
 
+use super::fsutil;
+
+/// How often taking the lock is tried when the filesystem reports a transient error.
+const LOCK_ATTEMPTS: u32 = 10;
+
 /// The lock file of an upload's temp directory. A leading dot: never a part, a chunk being
 /// received, a record or a geometry file (see layout.rs).
 pub const LOCK_FILE: &str = ".resumable-lock";
@@ -45,8 +50,12 @@ impl UploadLock {
     /// Blocks until this open file description holds the upload's lock.
     pub fn acquire(dir: &OwnedFd) -> io::Result<UploadLock> {
         let legacy = legacy_dir_lock(dir, true)?.flatten();
-        let file = open_lock_file(dir)?;
-        record_lock(&file, true)?;
+        // A lock file another host is creating this instant can be refused for a moment.
+        let file = fsutil::retry_transient(LOCK_ATTEMPTS, || {
+            let file = open_lock_file(dir)?;
+            record_lock(&file, true)?;
+            Ok(file)
+        })?;
         Ok(UploadLock {
             file,
             _legacy: legacy,

@@ -16,8 +16,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Barrier, Mutex};
 use std::time::{Duration, Instant};
 
-use super::common::{self, pseudo_random, sha256_hex, Client, TestRequest, Upload};
 use super::common::Proc;
+use super::common::{self, pseudo_random, sha256_hex, Client, TestRequest, Upload};
 use super::harness::{self, read_lossy};
 use super::servers::Stack;
 
