@@ -13,7 +13,7 @@
 // page.route() on the server's own origin, so uploads to `target` are same-origin and reach the
 // real server untouched. The browser profile persists across the reload, and with it Fine
 // Uploader's resume records in localStorage.
-import { chromium } from 'playwright-core';
+import { drive } from './driver.mjs';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -163,42 +163,18 @@ async function runStep(pg, step) {
   return result;
 }
 
-(async () => {
-  const t0 = Date.now();
-  fs.mkdirSync(plan.profileDir, { recursive: true });
-  const context = await chromium.launchPersistentContext(plan.profileDir, {
-    executablePath: '/usr/bin/chromium',
-    headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+drive(plan, 'dialects-browser', async (context) => {
+  await context.route(`${plan.origin}/__e2e/**`, async (route) => {
+    const p = new URL(route.request().url()).pathname;
+    const m = p.match(/^\/__e2e\/(\w+)\.(html|js)$/);
+    if (m && LIBS[m[1]] && m[2] === 'html') return route.fulfill({ contentType: 'text/html; charset=utf-8', body: page(m[1]) });
+    if (m && LIBS[m[1]]) return route.fulfill({ contentType: 'application/javascript', body: fs.readFileSync(LIBS[m[1]]) });
+    return route.fulfill({ status: 404, body: 'no such e2e asset' });
   });
-  const results = { launchMs: Date.now() - t0, steps: [], console: [] };
-  try {
-    await context.route(`${plan.origin}/__e2e/**`, async (route) => {
-      const p = new URL(route.request().url()).pathname;
-      const m = p.match(/^\/__e2e\/(\w+)\.(html|js)$/);
-      if (m && LIBS[m[1]] && m[2] === 'html') return route.fulfill({ contentType: 'text/html; charset=utf-8', body: page(m[1]) });
-      if (m && LIBS[m[1]]) return route.fulfill({ contentType: 'application/javascript', body: fs.readFileSync(LIBS[m[1]]) });
-      return route.fulfill({ status: 404, body: 'no such e2e asset' });
-    });
-    await context.route(`${plan.origin}/favicon.ico`, (route) => route.fulfill({ status: 204, body: '' }));
-    const pg = context.pages()[0] || await context.newPage();
-    pg.on('console', (m) => { if (m.type() === 'error' || m.type() === 'warning') results.console.push(m.text()); });
-    pg.on('pageerror', (e) => results.console.push('pageerror: ' + e.message));
-    for (const step of plan.steps) {
-      try {
-        const r = await runStep(pg, step);
-        log(step.id, `${r.ms} ms`, r.state.errors.length ? r.state.errors : 'ok');
-        results.steps.push(r);
-      } catch (e) {
-        log(step.id, 'FAILED', e.message);
-        const state = await pg.evaluate((id) => window.cases && window.cases[id], step.id).catch(() => null);
-        results.steps.push({ id: step.id, failure: String(e && e.stack || e), state });
-      }
-    }
-  } finally {
-    await context.close();
-  }
-  results.totalMs = Date.now() - t0;
-  process.stdout.write('RESULT ' + JSON.stringify(results) + '\n');
-})().catch((e) => { console.error(e); process.exit(1); });
+}, async (pg, step) => {
+  const r = await runStep(pg, step);
+  log(step.id, `${r.ms} ms`, r.state.errors.length ? r.state.errors : 'ok');
+  return r;
+}, async (pg, step) => ({
+  state: await pg.evaluate((id) => window.cases && window.cases[id], step.id).catch(() => null),
+})).catch((e) => { console.error(e); process.exit(1); });

@@ -5,9 +5,10 @@
 import { chromium } from 'playwright-core';
 import fs from 'node:fs';
 
-// `routes(context)` installs the driver's pages and scripts; `step(page, step)` runs one step
-// and answers its result object (with `id`).
-export async function drive(plan, name, routes, step) {
+// `routes(context)` installs the driver's pages and scripts; `step(page, step, context)` runs one
+// step and answers its result object (with `id`); `failed(page, step)`, when given, answers what
+// a failed step's record carries besides its failure.
+export async function drive(plan, name, routes, step, failed = async () => ({})) {
   const log = (...a) => console.error(`[${name}]`, ...a);
   const t0 = Date.now();
   fs.mkdirSync(plan.profileDir, { recursive: true });
@@ -27,10 +28,10 @@ export async function drive(plan, name, routes, step) {
     page.on('pageerror', (e) => results.console.push('pageerror: ' + e.message));
     for (const s of plan.steps) {
       try {
-        results.steps.push(await step(page, s));
+        results.steps.push(await step(page, s, context));
       } catch (e) {
         log(s.id, 'FAILED', e.message);
-        results.steps.push({ id: s.id, failure: String(e && e.stack || e) });
+        results.steps.push({ id: s.id, failure: String(e && e.stack || e), ...await failed(page, s) });
       }
     }
   } finally {

@@ -15,7 +15,7 @@
 // Content-Range, status, and whether it was before or after a reload), so the suite can show
 // what a resume sent. The page and the libraries are answered by page.route() on the server's
 // own origin; requests to the endpoint go to the real server untouched.
-import { chromium } from 'playwright-core';
+import { drive } from './driver.mjs';
 import esbuild from 'esbuild';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -205,44 +205,21 @@ async function runStep(context, page, step, requests) {
   return result;
 }
 
-(async () => {
-  const t0 = Date.now();
-  fs.mkdirSync(plan.profileDir, { recursive: true });
-  const uppy = await uppyBundle();
-  const context = await chromium.launchPersistentContext(plan.profileDir, {
-    executablePath: '/usr/bin/chromium',
-    headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+// The requests of the step running now, kept in its record whether it passes or fails.
+let requests = [];
+const uppy = await uppyBundle();
+drive(plan, 'tus-browser', async (context) => {
+  await context.route(`${plan.origin}/__e2e/**`, async (route) => {
+    const p = new URL(route.request().url()).pathname;
+    if (p === '/__e2e/page.html') return route.fulfill({ contentType: 'text/html; charset=utf-8', body: PAGE });
+    if (p === '/__e2e/uppy.js') return route.fulfill({ contentType: 'application/javascript', body: uppy });
+    if (LIBS[p]) return route.fulfill({ contentType: 'application/javascript', body: LIBS[p]() });
+    return route.fulfill({ status: 404, body: 'no such e2e asset' });
   });
-  const results = { launchMs: Date.now() - t0, steps: [], console: [] };
-  try {
-    await context.route(`${plan.origin}/__e2e/**`, async (route) => {
-      const p = new URL(route.request().url()).pathname;
-      if (p === '/__e2e/page.html') return route.fulfill({ contentType: 'text/html; charset=utf-8', body: PAGE });
-      if (p === '/__e2e/uppy.js') return route.fulfill({ contentType: 'application/javascript', body: uppy });
-      if (LIBS[p]) return route.fulfill({ contentType: 'application/javascript', body: LIBS[p]() });
-      return route.fulfill({ status: 404, body: 'no such e2e asset' });
-    });
-    await context.route(`${plan.origin}/favicon.ico`, (route) => route.fulfill({ status: 204, body: '' }));
-    const page = context.pages()[0] || await context.newPage();
-    page.on('console', (m) => { if (m.type() === 'error' || m.type() === 'warning') results.console.push(m.text()); });
-    page.on('pageerror', (e) => results.console.push('pageerror: ' + e.message));
-    for (const step of plan.steps) {
-      const requests = [];
-      try {
-        const r = await runStep(context, page, step, requests);
-        r.requests = requests;
-        log(step.id, `${r.ms} ms`, r.state.errors.length ? r.state.errors : 'ok');
-        results.steps.push(r);
-      } catch (e) {
-        log(step.id, 'FAILED', e.message);
-        results.steps.push({ id: step.id, failure: String(e && e.stack || e), requests });
-      }
-    }
-  } finally {
-    await context.close();
-  }
-  results.totalMs = Date.now() - t0;
-  process.stdout.write('RESULT ' + JSON.stringify(results) + '\n');
-})().catch((e) => { console.error(e); process.exit(1); });
+}, async (page, step, context) => {
+  requests = [];
+  const r = await runStep(context, page, step, requests);
+  r.requests = requests;
+  log(step.id, `${r.ms} ms`, r.state.errors.length ? r.state.errors : 'ok');
+  return r;
+}, async () => ({ requests })).catch((e) => { console.error(e); process.exit(1); });
