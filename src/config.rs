@@ -9,6 +9,8 @@ use std::time::Duration;
 pub use crate::service::cors::CorsPolicy;
 pub use crate::store::space::MinFreeSpace;
 
+use crate::store::remote::{PublishConfig, S3Target};
+
 pub const TEMP_DIR: &str = "RESUMABLE_TEMP_DIR";
 pub const UPLOAD_DIR: &str = "RESUMABLE_UPLOAD_DIR";
 pub const MAX_FILE_SIZE: &str = "RESUMABLE_MAX_FILE_SIZE";
@@ -28,6 +30,9 @@ pub const CORS_ORIGINS: &str = "RESUMABLE_CORS_ORIGINS";
 pub const CORS_CREDENTIALS: &str = "RESUMABLE_CORS_CREDENTIALS";
 pub const MIN_FREE_SPACE: &str = "RESUMABLE_MIN_FREE_SPACE";
 pub const IO_TIMEOUT: &str = "RESUMABLE_IO_TIMEOUT";
+pub const PUBLISH_URL: &str = "RESUMABLE_PUBLISH_URL";
+pub const KEEP_LOCAL: &str = "RESUMABLE_KEEP_LOCAL";
+pub const S3_VIRTUAL_HOSTED: &str = "RESUMABLE_S3_VIRTUAL_HOSTED";
 
 /// Every setting with its default and meaning, for `--help` and the man page.
 pub const DOCUMENTED: &[(&str, &str, &str)] = &[
@@ -112,6 +117,21 @@ pub const DOCUMENTED: &[(&str, &str, &str)] = &[
     (CORS_CREDENTIALS, "0", "1: let those origins send cookies and HTTP auth (Access-Control-Allow-Credentials; not with *)"),
     (MIN_FREE_SPACE, "1%", "a new upload that would leave less free on the temp or upload filesystem is answered 503 (bytes with K/M/G/T, or a percentage; 0 turns it off)"),
     (IO_TIMEOUT, "120", "FastCGI worker: seconds a read or write on a connection may stall before it is closed"),
+    (
+        PUBLISH_URL,
+        "",
+        "s3://bucket/prefix: also publish finished files there (AWS_* settings)",
+    ),
+    (
+        KEEP_LOCAL,
+        "0",
+        "1: keep the local copy of a file published to the object store",
+    ),
+    (
+        S3_VIRTUAL_HOSTED,
+        "0",
+        "1: address a custom AWS_ENDPOINT_URL as bucket.host, not host/bucket",
+    ),
 ];
 
 /// Every name this program reads; a FastCGI param may override exactly these.
@@ -135,6 +155,9 @@ pub const ALL_NAMES: &[&str] = &[
     CORS_CREDENTIALS,
     MIN_FREE_SPACE,
     IO_TIMEOUT,
+    PUBLISH_URL,
+    KEEP_LOCAL,
+    S3_VIRTUAL_HOSTED,
 ];
 
 const DEFAULT_MAX_FILE_SIZE: u64 = 10 << 30;
@@ -183,6 +206,8 @@ pub struct Config {
     pub io_timeout: Duration,
     /// Every `RESUMABLE_*` variable that was set, as given: the completion program gets them.
     pub settings: Vec<(&'static str, Vec<u8>)>,
+    /// Where finished files are published besides the upload dir (RESUMABLE_PUBLISH_URL).
+    pub publish: Option<PublishConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -370,6 +395,31 @@ impl Config {
                 )
             })?,
         };
+        let flag = |name: &'static str| -> Result<bool, ConfigError> {
+            match text(name)?.as_deref() {
+                None | Some("" | "0") => Ok(false),
+                Some("1") => Ok(true),
+                Some(other) => Err(ConfigError {
+                    name,
+                    value: other.to_string(),
+                    reason: "expected 0 or 1",
+                }),
+            }
+        };
+        let publish = match text(PUBLISH_URL)? {
+            None => None,
+            Some(url) if url.is_empty() => None,
+            Some(url) => Some(PublishConfig {
+                target: S3Target::parse(&url, flag(S3_VIRTUAL_HOSTED)?).map_err(|reason| {
+                    ConfigError {
+                        name: PUBLISH_URL,
+                        value: url.clone(),
+                        reason,
+                    }
+                })?,
+                keep_local: flag(KEEP_LOCAL)?,
+            }),
+        };
         let config = Config {
             temp_dir: dir(TEMP_DIR, "temp")?,
             upload_dir: dir(UPLOAD_DIR, "uploads")?,
@@ -399,6 +449,7 @@ impl Config {
                 .iter()
                 .filter_map(|&name| lookup(name).map(|value| (name, value)))
                 .collect(),
+            publish,
         };
         Ok(config)
     }
@@ -666,6 +717,22 @@ mod tests {
             LOG_LEVEL
         );
         assert_eq!(config_from(&[(TEMP_DIR, "")]).unwrap_err().name, TEMP_DIR);
+        assert_eq!(
+            config_from(&[(PUBLISH_URL, "https://x")]).unwrap_err().name,
+            PUBLISH_URL
+        );
+        assert_eq!(
+            config_from(&[(PUBLISH_URL, "s3://b-1/p"), (KEEP_LOCAL, "yes")])
+                .unwrap_err()
+                .name,
+            KEEP_LOCAL
+        );
+        let publishing = config_from(&[(PUBLISH_URL, "s3://b-1/p/"), (KEEP_LOCAL, "1")])
+            .unwrap()
+            .publish
+            .unwrap();
+        assert_eq!(publishing.target.prefix, "p");
+        assert!(publishing.keep_local && !publishing.target.virtual_hosted);
         assert_eq!(
             config_from(&[(MISSING_CHUNK_STATUS, "404")])
                 .unwrap()

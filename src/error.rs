@@ -16,6 +16,7 @@ use crate::protocol::multipart::MultipartError;
 use crate::protocol::tus::{self, TusError};
 use crate::protocol::ParamError;
 use crate::request::Response;
+use crate::store::remote::PublishError;
 use crate::store::StoreError;
 
 /// The methods the endpoint answers, for `Allow` headers.
@@ -92,6 +93,7 @@ impl Error {
             }
             Error::Store(StoreError::Busy) => 423,
             Error::Store(StoreError::BeyondLength { .. }) => 413,
+            Error::Store(StoreError::Publish(PublishError::Unavailable { .. })) => 503,
             Error::Store(_) => 500,
             Error::Tus(TusError::Version(_)) => 412,
             Error::Tus(TusError::TooLarge { .. }) => 413,
@@ -149,6 +151,9 @@ impl Error {
             Error::Config(_) => "the upload endpoint is misconfigured".into(),
             Error::Store(StoreError::NoSpace { .. }) => {
                 "the server is out of disk space; retry later".into()
+            }
+            Error::Store(StoreError::Publish(PublishError::Unavailable { .. })) => {
+                "the file is complete but the object store cannot be reached; retry later".into()
             }
             Error::Store(StoreError::LowSpace { .. }) => {
                 "the server is low on disk space; retry later".into()

@@ -531,12 +531,13 @@ fn a_changed_chunk_size_never_mixes_old_and_new_parts() {
         "resized.bin"
     );
     scenarios::assert_no_parts_left(&cgi);
-    assert_eq!(
-        std::fs::read_dir(cgi.dirs.temp.join(&after.identifier))
-            .unwrap()
-            .count(),
-        1,
-        "only the completion record is left"
+    let left: Vec<String> = std::fs::read_dir(cgi.dirs.temp.join(&after.identifier))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        left.len() == 2 && left.iter().all(|f| common::kept_after_completion(f)),
+        "only the completion record and the lock file are left: {left:?}"
     );
 }
 

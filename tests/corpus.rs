@@ -169,11 +169,7 @@ fn run_case(case: &Value) -> Option<String> {
         if !published.is_empty() {
             problems.push(format!("refused but published {published:?}"));
         }
-        let parts: Vec<String> = snapshot(&cgi.dirs.temp)
-            .into_iter()
-            .filter(|(_, kind)| kind != "dir")
-            .map(|(path, _)| path)
-            .collect();
+        let parts = stored_files(&cgi.dirs.temp);
         if !parts.is_empty() {
             problems.push(format!("refused but stored {parts:?}"));
         }

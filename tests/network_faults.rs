@@ -347,7 +347,7 @@ fn exercise(
         // completion removed the parts and any temporary chunk a killed request left
         let left = files(&temp_dir.join(&upload.identifier));
         assert!(
-            left.iter().all(|f| f.ends_with(".complete")),
+            left.iter().all(|f| common::kept_after_completion(f)),
             "{label}: {left:?}"
         );
     }

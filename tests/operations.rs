@@ -55,7 +55,7 @@ fn all_but_last(endpoint: &dyn Endpoint, upload: &Upload) {
 fn leftovers(cgi: &Cgi) -> Vec<String> {
     let mut left: Vec<String> = snapshot(&cgi.dirs.temp)
         .into_iter()
-        .filter(|(p, kind)| kind != "dir" && !p.ends_with(".complete"))
+        .filter(|(p, kind)| kind != "dir" && !kept_after_completion(p))
         .map(|(p, _)| p)
         .collect();
     left.extend(

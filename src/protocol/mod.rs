@@ -170,6 +170,8 @@ pub struct Finished {
     /// The published path relative to the upload dir.
     pub file: String,
     pub size: u64,
+    /// The object key, when published to the object store (RESUMABLE_PUBLISH_URL).
+    pub object: Option<String>,
     /// Whether this request published it (false: an earlier one did).
     pub just_now: bool,
     /// Where it can be downloaded, when `RESUMABLE_PUBLIC_URL` says where the upload dir is
@@ -225,6 +227,9 @@ impl Outcome {
                 }
                 if let (Some(data), Some(fields)) = (&done.data, body.as_object_mut()) {
                     fields.insert("data".into(), data.clone());
+                }
+                if let Some(object) = &done.object {
+                    body["object"] = json!(object);
                 }
                 Response::json(200, &body)
             }

@@ -491,6 +491,7 @@ impl Service {
             just_now,
             url: self.public_url(&done.file),
             data: done.data.clone(),
+            object: done.object.clone(),
         })
     }
 }

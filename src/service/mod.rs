@@ -44,7 +44,9 @@ impl<E: Into<Error>> From<E> for Failure {
 
 impl Service {
     pub fn new(config: Config) -> Service {
-        let store = Box::new(FsStore::new(&config.temp_dir, &config.upload_dir));
+        let store = Box::new(
+            FsStore::new(&config.temp_dir, &config.upload_dir).publishing(config.publish.clone()),
+        );
         Service { config, store }
     }
 

@@ -10,6 +10,8 @@ use super::{fsutil, layout, BodySize, Result, StoreError};
 use crate::buffer::AlignedBuffer;
 
 const BUFFER: usize = 256 * 1024;
+/// How often creating the temporary file is tried when the filesystem reports a transient error.
+const CREATE_ATTEMPTS: u32 = 10;
 
 /// A chunk being received. Dropping it without committing removes the temporary file.
 pub struct PendingChunk {
@@ -35,8 +37,11 @@ impl PendingChunk {
         );
         // Registered first, so that no moment exists where the file is there and unregistered.
         let on_signal = crate::interrupt::remove_on_signal(&dir, &temp_name);
-        let file = fsutil::create_new(dir.as_fd(), &temp_name)
-            .map_err(StoreError::io("creating a chunk's temporary file"))?;
+        // In a folder another host created this instant, GlusterFS can refuse a moment longer.
+        let file = fsutil::retry_transient(CREATE_ATTEMPTS, || {
+            fsutil::create_new(dir.as_fd(), &temp_name)
+        })
+        .map_err(StoreError::io("creating a chunk's temporary file"))?;
         Ok(PendingChunk {
             dir,
             temp_name,
@@ -72,12 +77,22 @@ impl PendingChunk {
         }
     }
 
-    /// Closes the temporary file and renames it to the part name (atomically replacing an
-    /// identical duplicate). Called under the upload lock.
+    /// Closes the temporary file and renames it to the part name (atomically replacing a part
+    /// of another size; a duplicate of a stored part is dropped). Called under the upload lock.
     pub(super) fn publish(mut self) -> Result<()> {
         // Closing first: a close error (NFS) must not leave a short part under the part name.
         if let Some(file) = self.file.take() {
             drop(file);
+        }
+        // A duplicate of a part already stored with its full size is dropped rather than
+        // renamed over it: the bytes are the same, and replacing the part's inode would leave
+        // other hosts of a network filesystem holding a stale handle to the one they cached
+        // (GlusterFS answers ESTALE to a host assembling from it). Dropping `self` removes the
+        // temporary file.
+        let stored = fsutil::regular_file_size(self.dir.as_fd(), &self.part_name)
+            .map_err(StoreError::io("looking for a part"))?;
+        if stored == Some(self.received) {
+            return Ok(());
         }
         fsutil::rename_within(self.dir.as_fd(), &self.temp_name, &self.part_name)
             .map_err(StoreError::io("renaming a chunk into place"))?;

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rustix::fs::{self as rfs, AtFlags, FileType};
 
 use super::complete::STAGING_DIR;
-use super::lock::UploadLock;
+use super::lock::{UploadLock, LOCK_FILE};
 use super::{fsutil, FsStore, Result, StoreError};
 
 /// What one cleanup pass did.
@@ -107,13 +107,14 @@ fn sweep_upload(
     let Some(dir) = open_subdir(parent, name)? else {
         return Ok(());
     };
+    // Read before locking: taking the lock may create the lock file, which touches the folder.
+    let mut newest = newest_mtime(parent, name)?;
     let Some(_lock) = UploadLock::try_acquire(&dir).map_err(fail())? else {
         report.uploads_busy += 1;
         return Ok(());
     };
     let entries = fsutil::list(dir.as_fd()).map_err(fail())?;
-    let mut newest = newest_mtime(parent, name)?;
-    for entry in &entries {
+    for entry in entries.iter().filter(|e| *e != LOCK_FILE) {
         newest = newest.max(newest_mtime(dir.as_fd(), entry)?);
     }
     if newest >= cutoff {

@@ -22,6 +22,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use serde::{Deserialize, Serialize};
 
 use super::lock::UploadLock;
+use super::naming;
 use super::publish::{self, Destination, MAX_NAME_ATTEMPTS};
 use super::shape::Shape;
 use super::{
@@ -32,6 +33,8 @@ use super::{
 /// Folder of the upload dir where files are assembled before they get their final name.
 pub const STAGING_DIR: &str = ".resumable-staging";
 const MAX_RECORD_SIZE: u64 = 64 * 1024;
+/// How often an assembly is tried when the filesystem reports a transient error.
+const ASSEMBLY_ATTEMPTS: u32 = 5;
 
 /// A finished upload: where it was published, relative to the upload dir, its size, and what
 /// the approval step (the completion hook) gave back for the client.
@@ -41,6 +44,9 @@ pub struct Completion {
     pub size: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data: Option<serde_json::Value>,
+    /// The object key, once published to the object store (RESUMABLE_PUBLISH_URL).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object: Option<String>,
 }
 
 /// What assembling and publishing came to.
@@ -70,8 +76,10 @@ pub(super) fn commit_and_complete(
     let _lock = UploadLock::acquire(&dir).map_err(StoreError::io("locking the upload"))?;
     let upload = UploadDir { dir, file_key };
     if let Some(done) = read_record(&upload, key)? {
-        // A late duplicate: nothing is recreated, and a cleanup a crash interrupted is finished.
+        // A late duplicate: nothing is recreated, and a cleanup a crash interrupted is finished
+        // (a copy to the object store that a crash or an outage left undone included).
         drop(pending);
+        let done = super::remote::finish(store, &upload, done)?;
         clean_finished(store, &upload, key)?;
         return Ok(Progress::AlreadyComplete(done));
     }
@@ -113,6 +121,7 @@ pub(super) fn complete_locked(
     match assemble_and_publish(store, upload, key, parts, approve)? {
         Published::Done(completion) => {
             write_record(upload, &completion)?;
+            let completion = super::remote::finish(store, upload, completion)?;
             clean_finished(store, upload, key)?;
             Ok(Progress::Completed(completion))
         }
@@ -235,12 +244,23 @@ fn assemble_and_publish(
         relative_path: key.relative_path.as_deref(),
         size: key.total_size,
     };
-    publish(
-        store,
-        &target,
-        |dir, name| assemble(upload, parts, key.total_size, dir, name),
-        approve,
-    )
+    // A network filesystem may call a part another client just renamed into place a stale
+    // handle for a moment (GlusterFS does): the assembly starts again.
+    let fill = |dir: BorrowedFd<'_>, name: &str| {
+        let mut attempt = 1;
+        loop {
+            match assemble(upload, parts, key.total_size, dir, name) {
+                Err(StoreError::Io { source, .. })
+                    if fsutil::is_transient(&source) && attempt < ASSEMBLY_ATTEMPTS =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20 * u64::from(attempt)));
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    };
+    publish(store, &target, fill, approve)
 }
 
 /// Where a finished upload is published, and the staging name its bytes are gathered under.
@@ -270,13 +290,18 @@ pub(super) fn publish(
 
     // The staging file stays until the record is written (see the header): removed by
     // remove_staging after the record.
-    if let Some(published) =
-        find_earlier_publish(&staging_dir, staging, destination.dir(), &destination.name)?
-    {
+    if let Some(published) = find_earlier_publish(
+        &staging_dir,
+        staging,
+        destination.dir(),
+        &destination.name,
+        target.size,
+    )? {
         return Ok(Published::Done(Completion {
             file: destination.relative(&published),
             size: target.size,
             data: None,
+            object: None,
         }));
     }
 
@@ -323,6 +348,7 @@ pub(super) fn publish(
         file,
         size: target.size,
         data,
+        object: None,
     }))
 }
 
@@ -421,18 +447,24 @@ fn find_earlier_publish(
     staging: &str,
     target: &OwnedFd,
     name: &str,
+    size: u64,
 ) -> Result<Option<String>> {
     let probe = StoreError::io("recovering an interrupted publish");
-    let Some(staged) = fsutil::identity(staging_dir.as_fd(), staging).map_err(probe)? else {
-        return Ok(None);
-    };
-    if staged.links < 2 {
-        return Ok(None);
-    }
+    let published: Box<dyn Fn(&fsutil::FileIdentity) -> bool> =
+        match fsutil::identity(staging_dir.as_fd(), staging).map_err(probe)? {
+            Some(staged) if staged.links >= 2 => Box::new(move |found| found.same_file(&staged)),
+            Some(_) => return Ok(None),
+            None => match naming::renamed_inode(staging_dir.as_fd(), staging)
+                .map_err(StoreError::io("recovering an interrupted publish"))?
+            {
+                Some(inode) => Box::new(move |found| found.inode == inode && found.size == size),
+                None => return Ok(None),
+            },
+        };
     for attempt in 0..MAX_NAME_ATTEMPTS {
         let candidate = layout::clash_candidate(name, attempt);
         match fsutil::identity(target.as_fd(), &candidate) {
-            Ok(Some(found)) if found.same_file(&staged) => return Ok(Some(candidate)),
+            Ok(Some(found)) if published(&found) => return Ok(Some(candidate)),
             Ok(Some(_)) => continue,
             Ok(None) => return Ok(None),
             Err(e) => return Err(StoreError::io("recovering an interrupted publish")(e)),
@@ -477,6 +509,7 @@ pub(super) fn remove_staging(store: &FsStore, staging: &str) -> Result<()> {
         Err(e) => return Err(StoreError::io("opening the staging directory")(e)),
     };
     fsutil::remove_file(staging_dir.as_fd(), staging)
+        .and_then(|()| naming::forget(staging_dir.as_fd(), staging))
         .map_err(StoreError::io("removing the staging file"))
 }
 
@@ -517,7 +550,7 @@ pub(super) fn read_small(
     Ok(Some(text))
 }
 
-fn write_record(upload: &UploadDir, completion: &Completion) -> Result<()> {
+pub(super) fn write_record(upload: &UploadDir, completion: &Completion) -> Result<()> {
     let name = layout::record_name(&upload.file_key);
     write_completion(upload.dir.as_fd(), &name, completion)
 }
@@ -670,5 +703,22 @@ mod tests {
         std::fs::create_dir(dir.path().join("a.part50")).unwrap();
         names.push("a.part50".into());
         assert!(remove_all(fd.as_fd(), &names).is_err());
+    }
+
+    #[test]
+    fn a_publish_by_rename_is_found_after_a_crash_by_its_noted_inode() {
+        let dir = tempfile::tempdir().unwrap();
+        let fd = fsutil::open_root(dir.path()).unwrap();
+        std::fs::write(dir.path().join("a.txt"), b"other").unwrap();
+        std::fs::write(dir.path().join("s.assembling"), b"12345").unwrap();
+        // published as the second candidate, then the process died before the record
+        naming::rename_with_note(fd.as_fd(), "s.assembling", fd.as_fd(), "a (1).txt").unwrap();
+        let found = find_earlier_publish(&fd, "s.assembling", &fd, "a.txt", 5).unwrap();
+        assert_eq!(found.as_deref(), Some("a (1).txt"));
+        // a file of another size at that inode is not it
+        assert_eq!(
+            find_earlier_publish(&fd, "s.assembling", &fd, "a.txt", 6).unwrap(),
+            None
+        );
     }
 }

@@ -26,11 +26,31 @@ pub fn open_dir(parent: BorrowedFd<'_>, name: &str) -> io::Result<OwnedFd> {
     Ok(rfs::openat(parent, name, DIR_FLAGS, Mode::empty())?)
 }
 
+/// How often [`ensure_dir`] tries again when the directory vanished between mkdir and open.
+const ENSURE_DIR_ATTEMPTS: u32 = 20;
+
 /// Like [`open_dir`], creating the directory first when it does not exist.
+///
+/// When several GlusterFS clients race to create one name, every one of them can be told
+/// EEXIST and yet no directory is left (seen with GlusterFS 10.3), so "mkdir, ignore EEXIST,
+/// open" then fails with ENOENT: that case is tried again, a bounded number of times.
 pub fn ensure_dir(parent: BorrowedFd<'_>, name: &str, mode: u32) -> io::Result<OwnedFd> {
-    match rfs::mkdirat(parent, name, Mode::from_raw_mode(mode)) {
-        Ok(()) | Err(rustix::io::Errno::EXIST) => open_dir(parent, name),
-        Err(e) => Err(e.into()),
+    let mut attempt = 0;
+    loop {
+        match rfs::mkdirat(parent, name, Mode::from_raw_mode(mode)) {
+            Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+            Err(e) => return Err(e.into()),
+        }
+        match open_dir(parent, name) {
+            Err(e)
+                if (e.kind() == io::ErrorKind::NotFound || is_transient(&e))
+                    && attempt < ENSURE_DIR_ATTEMPTS =>
+            {
+                attempt += 1;
+                std::thread::sleep(std::time::Duration::from_millis(5 * u64::from(attempt)));
+            }
+            opened => return opened,
+        }
     }
 }
 
@@ -108,6 +128,7 @@ pub struct FileIdentity {
     pub device: u64,
     pub inode: u64,
     pub links: u64,
+    pub size: u64,
 }
 
 impl FileIdentity {
@@ -130,6 +151,7 @@ pub fn identity(parent: BorrowedFd<'_>, name: &str) -> io::Result<Option<FileIde
             device: stat.st_dev,
             inode: stat.st_ino,
             links: stat.st_nlink,
+            size: stat.st_size as u64,
         })),
         Err(rustix::io::Errno::NOENT) => Ok(None),
         Err(e) => Err(e.into()),
@@ -139,6 +161,23 @@ pub fn identity(parent: BorrowedFd<'_>, name: &str) -> io::Result<Option<FileIde
 /// Renames `from` to `to` inside one directory, atomically replacing `to`.
 pub fn rename_within(dir: BorrowedFd<'_>, from: &str, to: &str) -> io::Result<()> {
     Ok(rfs::renameat(dir, from, dir, to)?)
+}
+
+/// Moves `from` to `to`; fails with `AlreadyExists` rather than replace (renameat2 with
+/// RENAME_NOREPLACE; `InvalidInput` where the filesystem does not offer it).
+pub fn rename_no_replace(
+    from_dir: BorrowedFd<'_>,
+    from: &str,
+    to_dir: BorrowedFd<'_>,
+    to: &str,
+) -> io::Result<()> {
+    Ok(rfs::renameat_with(
+        from_dir,
+        from,
+        to_dir,
+        to,
+        rfs::RenameFlags::NOREPLACE,
+    )?)
 }
 
 /// Gives the file at `from` a second name `to`; fails with `AlreadyExists` rather than replace.
@@ -175,6 +214,33 @@ pub fn list(dir: BorrowedFd<'_>) -> io::Result<Vec<String>> {
         }
     }
     Ok(names)
+}
+
+/// Errors a network filesystem may give for a moment while another client changes the same
+/// names (seen with GlusterFS 10.3 when several clients race): a stale file handle, and a file
+/// another client is creating, briefly without its permissions. Worth trying again, a few
+/// times, before reporting.
+pub fn is_transient(error: &io::Error) -> bool {
+    matches!(
+        error.raw_os_error(),
+        Some(code) if code == rustix::io::Errno::STALE.raw_os_error()
+            || code == rustix::io::Errno::ACCESS.raw_os_error()
+    )
+}
+
+/// Runs `op` again while it fails with a transient error (see [`is_transient`]), at most
+/// `attempts` times in all, waiting a little longer each time.
+pub fn retry_transient<T>(attempts: u32, mut op: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+    let mut attempt = 1;
+    loop {
+        match op() {
+            Err(e) if is_transient(&e) && attempt < attempts => {
+                std::thread::sleep(std::time::Duration::from_millis(10 * u64::from(attempt)));
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
 }
 
 pub fn is_no_space(error: &io::Error) -> bool {

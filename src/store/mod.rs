@@ -9,9 +9,11 @@ pub mod fsutil;
 pub mod layout;
 pub mod listing;
 mod lock;
+mod naming;
 mod publish;
 pub mod published;
 mod range;
+pub mod remote;
 mod shape;
 pub mod space;
 mod whole;
@@ -70,6 +72,9 @@ pub enum StoreError {
     /// Reading the request body failed (the client went away, or a malformed stream).
     #[error("reading the request body failed: {0}")]
     BodyRead(#[source] io::Error),
+    /// Copying the finished file to the object store failed (it stays in the upload dir).
+    #[error(transparent)]
+    Publish(#[from] remote::PublishError),
     /// Every candidate name for the finished file is taken.
     #[error("no free name for {0:?} in the upload directory")]
     NoFreeName(String),
@@ -353,6 +358,8 @@ pub trait ReceivedChunk: Send {
 pub struct FsStore {
     temp_dir: PathBuf,
     upload_dir: PathBuf,
+    /// Where finished files are published besides the upload dir, if anywhere.
+    publish: Option<remote::PublishConfig>,
 }
 
 /// The open directories and names of one upload's temp state.
@@ -366,7 +373,13 @@ impl FsStore {
         FsStore {
             temp_dir: temp_dir.to_path_buf(),
             upload_dir: upload_dir.to_path_buf(),
+            publish: None,
         }
+    }
+
+    /// The same store, publishing finished files to `publish` too.
+    pub fn publishing(self, publish: Option<remote::PublishConfig>) -> FsStore {
+        FsStore { publish, ..self }
     }
 
     fn temp_root(&self) -> Result<OwnedFd> {
@@ -517,7 +530,20 @@ impl UploadStore for FsStore {
     fn completion(&self, key: &UploadKey) -> Result<Option<Completion>> {
         match self.upload_dir(key)? {
             None => Ok(None),
-            Some(upload) => complete::read_record(&upload, key),
+            Some(upload) => match complete::read_record(&upload, key)? {
+                // complete here but not yet in the object store: publish it now (a test
+                // request after the store was unreachable), or answer why not
+                Some(done) if remote::pending(self.publish.as_ref(), &done) => {
+                    // Already approved when it was published here: nothing is asked again.
+                    match complete::commit_and_complete(self, key, None, &publish_always)? {
+                        Progress::Completed(done) | Progress::AlreadyComplete(done) => {
+                            Ok(Some(done))
+                        }
+                        Progress::Incomplete | Progress::Rejected { .. } => Ok(None),
+                    }
+                }
+                other => Ok(other),
+            },
         }
     }
 

@@ -5,7 +5,7 @@ use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use super::complete::STAGING_DIR;
-use super::{fsutil, layout, Result, StoreError};
+use super::{fsutil, layout, naming, Result, StoreError};
 
 /// How many `name (n).ext` variants are tried before giving up.
 pub(super) const MAX_NAME_ATTEMPTS: u32 = 10_000;
@@ -69,7 +69,7 @@ impl Destination {
     ) -> Result<String> {
         for attempt in 0..MAX_NAME_ATTEMPTS {
             let candidate = layout::clash_candidate(&self.name, attempt);
-            match fsutil::link_no_replace(staging_dir, staging, self.dir.as_fd(), &candidate) {
+            match naming::give_name(staging_dir, staging, self.dir.as_fd(), &candidate) {
                 Ok(()) => return Ok(self.relative(&candidate)),
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(StoreError::io("publishing the finished file")(e)),

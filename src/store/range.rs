@@ -760,6 +760,6 @@ mod tests {
                 .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
                 .collect();
         leftovers.sort();
-        assert_eq!(leftovers, ["complete", "state"]);
+        assert_eq!(leftovers, [".resumable-lock", "complete", "state"]);
     }
 }

@@ -503,3 +503,55 @@ pub fn published_files(upload_dir: &Path) -> Vec<String> {
         .map(|(path, _)| path)
         .collect()
 }
+
+/// The lock file in an upload's temp directory (src/store/lock.rs).
+pub const LOCK_FILE: &str = ".resumable-lock";
+
+/// The files under a temp dir that hold data or state: every regular file but the uploads'
+/// lock files (empty, waiting for cleanup like the folders they sit in).
+pub fn stored_files(temp_dir: &Path) -> Vec<String> {
+    snapshot(temp_dir)
+        .into_iter()
+        .filter(|(path, kind)| kind != "dir" && !path.ends_with(&format!("/{LOCK_FILE}")))
+        .map(|(path, _)| path)
+        .collect()
+}
+
+/// Holds an upload's lock the way the program takes it: an exclusive open-file-description
+/// record lock on the lock file in the upload's temp directory, opened read-write. Waits when
+/// `wait`, else `None` while someone else holds it. Released when the file is dropped.
+pub fn record_lock(upload_temp_dir: &Path, wait: bool) -> Option<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(upload_temp_dir.join(LOCK_FILE))
+        .unwrap();
+    // SAFETY: zeroed flock is a valid whole-file request; l_pid must be 0 for OFD locks.
+    let mut request: libc::flock = unsafe { std::mem::zeroed() };
+    request.l_type = libc::F_WRLCK as libc::c_short;
+    request.l_whence = libc::SEEK_SET as libc::c_short;
+    let command = if wait {
+        libc::F_OFD_SETLKW
+    } else {
+        libc::F_OFD_SETLK
+    };
+    // SAFETY: the descriptor is open and `request` outlives the call.
+    let result = unsafe { libc::fcntl(file.as_raw_fd(), command, &request) };
+    if result == 0 {
+        return Some(file);
+    }
+    let error = std::io::Error::last_os_error();
+    match error.raw_os_error() {
+        Some(libc::EAGAIN | libc::EACCES) if !wait => None,
+        _ => panic!("record lock on {}: {error}", upload_temp_dir.display()),
+    }
+}
+
+/// Whether a path of a temp-dir snapshot is what a finished upload may keep until cleanup:
+/// its completion record and the lock file.
+pub fn kept_after_completion(path: &str) -> bool {
+    path.ends_with(".complete") || path.ends_with(LOCK_FILE)
+}

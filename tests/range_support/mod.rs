@@ -356,11 +356,7 @@ pub fn published(target: &dyn Target, response: &TestResponse) -> (String, Vec<u
 
 /// Regular files left in the temp dir (state, data and records of uploads).
 pub fn temp_files(target: &dyn Target) -> Vec<String> {
-    snapshot(target.temp())
-        .into_iter()
-        .filter(|(_, kind)| kind != "dir")
-        .map(|(path, _)| path)
-        .collect()
+    stored_files(target.temp())
 }
 
 // ---------------------------------------------------------------------------- blueimp steps

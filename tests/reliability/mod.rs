@@ -32,11 +32,11 @@ pub fn assert_exactly_one_copy(uploads: &Path, upload: &dyn Chunked, name: &str,
     assert_eq!(sha256_hex(&stored), upload.sha256(), "{context}: bytes");
 }
 
-/// Nothing but completion records in the temp dir, nothing in the staging folder.
+/// Nothing but completion records and lock files in the temp dir, nothing in the staging folder.
 pub fn assert_clean(temp: &Path, uploads: &Path, context: &str) {
     for (path, kind) in snapshot(temp) {
         assert!(
-            kind == "dir" || path.ends_with(".complete"),
+            kind == "dir" || kept_after_completion(&path),
             "{context}: leftover {path} in the temp dir"
         );
     }
