@@ -511,3 +511,75 @@ fn e2e_shipped_limits_fit_the_largest_chunk() {
     // limit (2 x 64M + 1 MiB) refuses it first with 415 ("do not retry"), Apache logging that
     largest_chunk(&s, (0, 415));
 }
+
+/// A chunk refused before its body is read (here: it declares more bytes than a chunk may
+/// have), behind nginx with the shipped `fastcgi_request_buffering off`: nginx stops sending
+/// such a body and waits for the worker to end the connection, so a worker that waited for the
+/// rest of the body instead held the answer until `fastcgi_read_timeout` (600 s in the shipped
+/// snippet; this client gives up after 60 s) and nginx cut the answer's body. The answer comes
+/// whole, and the worker serves the next request.
+#[test]
+fn an_early_refusal_behind_nginx_comes_whole_and_frees_the_worker() {
+    let s = nginx_spawn_fcgi("nginx-early-refusal");
+    // Over the shipped RESUMABLE_MAX_CHUNK_SIZE of 64M, under nginx's client_max_body_size.
+    let declared = 100 << 20;
+    let query = format!(
+        "resumableChunkNumber=1&resumableChunkSize={declared}\
+         &resumableCurrentChunkSize={declared}&resumableTotalSize={total}\
+         &resumableIdentifier=early&resumableFilename=early.bin\
+         &resumableRelativePath=early.bin&resumableTotalChunks=2",
+        total = 2 * declared
+    );
+    let body = vec![7u8; 20 << 20];
+    let worker_count = 2;
+    for _ in 0..worker_count + 1 {
+        let refused = http::request(
+            &s.origin(),
+            "POST",
+            &format!("{}?{query}", s.url),
+            &[
+                ("Content-Type", "application/octet-stream"),
+                ("X-Test", "early-refusal"),
+            ],
+            &[&body],
+            Duration::from_secs(60),
+        );
+        assert!(
+            (400..500).contains(&refused.status),
+            "{}: {}",
+            refused.status,
+            String::from_utf8_lossy(&refused.body)
+        );
+        let answer = refused.json();
+        assert_eq!(answer["success"], json!(false), "{answer}");
+        assert!(
+            answer["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{answer}"
+        );
+    }
+    let small = b"hello, whole answer";
+    let stored = http::request(
+        &s.origin(),
+        "POST",
+        &format!(
+            "{}?resumableChunkNumber=1&resumableChunkSize=1048576&resumableCurrentChunkSize={n}\
+             &resumableTotalSize={n}&resumableIdentifier=after&resumableFilename=after.txt\
+             &resumableRelativePath=after.txt&resumableTotalChunks=1",
+            s.url,
+            n = small.len()
+        ),
+        &[("Content-Type", "application/octet-stream")],
+        &[small],
+        Duration::from_secs(60),
+    );
+    assert_eq!(
+        stored.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&stored.body)
+    );
+    assert_eq!(
+        std::fs::read(s.upload_dir.join("after.txt")).unwrap(),
+        small.to_vec()
+    );
+}

@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::io::{self, BufRead, BufReader, Read, Write};
+use std::time::Duration;
 
 use super::params::{self, PairsError, Params, MAX_PARAMS_BYTES};
 use super::record::{self, BeginRequest, Header, RecordError, HEADER_LEN, MAX_CONTENT};
@@ -69,6 +70,16 @@ impl From<PairsError> for ConnError {
     }
 }
 
+/// How a connection's service ended without a fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// The peer closed, or the last request asked for no keep-alive, or the stop hook said so.
+    Done,
+    /// A request was answered before its body was all read: the caller closes its side and
+    /// discards what still comes in, a lingering close, so the peer reads the whole answer.
+    BodyLeft,
+}
+
 /// Where STDIN of the active request stands.
 #[derive(Default)]
 struct Stdin {
@@ -91,8 +102,15 @@ pub struct Connection<'a, R: Read, W: Write> {
     limits: Limits,
     /// Called before waiting for the next request; false means stop (shutdown or idle too long).
     ready_for_next: &'a (dyn Fn() -> bool + Sync),
+    /// Whether input arrives within the given time; `None`: reads never wait on a peer (input
+    /// held in memory).
+    input_within: Option<&'a (dyn Fn(Duration) -> bool + Sync)>,
     stdin: Stdin,
 }
+
+/// How long the rest of a body answered early may pause before the connection is given up
+/// rather than read to the end of that body.
+const DRAIN_PAUSE: Duration = Duration::from_millis(100);
 
 /// Records to the application are read through a buffer of this size. nginx sends STDIN in
 /// records of 8 KiB or less, so one `recv` into this buffer brings in dozens of them, and
@@ -112,19 +130,31 @@ impl<'a, R: Read + Send, W: Write + Send> Connection<'a, R, W> {
             output,
             limits,
             ready_for_next,
+            input_within: None,
             stdin: Stdin::default(),
         }
     }
 
+    /// Tells the connection how to learn whether the peer's input arrives within a time, so
+    /// that a body answered early is not waited for when the peer stopped sending it.
+    pub fn with_input_within(
+        mut self,
+        input_within: &'a (dyn Fn(Duration) -> bool + Sync),
+    ) -> Self {
+        self.input_within = Some(input_within);
+        self
+    }
+
     /// Serves requests until the peer closes, a request without keep-conn ends, the stop hook
-    /// says so, or a fault closes the connection (returned as the error).
-    pub fn serve(&mut self, app: &App<'_>) -> Result<(), ConnError> {
+    /// says so, an answer leaves its body unread, or a fault closes the connection (returned as
+    /// the error).
+    pub fn serve(&mut self, app: &App<'_>) -> Result<Ending, ConnError> {
         loop {
             if self.input.buffer().is_empty() && !(self.ready_for_next)() {
-                return Ok(());
+                return Ok(Ending::Done);
             }
             let Some(header) = self.read_header()? else {
-                return Ok(());
+                return Ok(Ending::Done);
             };
             if header.is_management() {
                 let content = self.read_content(&header)?;
@@ -142,16 +172,16 @@ impl<'a, R: Read + Send, W: Write + Send> Connection<'a, R, W> {
             let id = header.request_id;
             if begin.role != record::ROLE_RESPONDER {
                 self.end_request(id, 0, record::UNKNOWN_ROLE)?;
-            } else {
-                self.request(id, app)?;
+            } else if self.request(id, app)? == Ending::BodyLeft {
+                return Ok(Ending::BodyLeft);
             }
             if !begin.keep_conn {
-                return Ok(());
+                return Ok(Ending::Done);
             }
         }
     }
 
-    fn request(&mut self, id: u16, app: &App<'_>) -> Result<(), ConnError> {
+    fn request(&mut self, id: u16, app: &App<'_>) -> Result<Ending, ConnError> {
         let mut params_bytes = Vec::new();
         loop {
             let header = self.read_header()?.ok_or(ConnError::Eof)?;
@@ -178,7 +208,8 @@ impl<'a, R: Read + Send, W: Write + Send> Connection<'a, R, W> {
                 }
                 record::ABORT_REQUEST => {
                     self.skip_content(&header)?;
-                    return self.end_request(id, 0, record::REQUEST_COMPLETE);
+                    self.end_request(id, 0, record::REQUEST_COMPLETE)?;
+                    return Ok(Ending::Done);
                 }
                 record::BEGIN_REQUEST => {
                     return Err(ConnError::Protocol(
@@ -202,15 +233,27 @@ impl<'a, R: Read + Send, W: Write + Send> Connection<'a, R, W> {
         }
         if self.stdin.aborted {
             // The server no longer wants the output; END_REQUEST is all it waits for.
-            return self.end_request(id, 1, record::REQUEST_COMPLETE);
+            self.end_request(id, 1, record::REQUEST_COMPLETE)?;
+            return Ok(Ending::Done);
         }
         self.write_response(id, response)?;
-        // The next BEGIN_REQUEST sits behind what the handler left unread.
+        // The next BEGIN_REQUEST sits behind what the handler left unread, which is skipped
+        // while it keeps coming. A web server that streams bodies (nginx with
+        // fastcgi_request_buffering off) stops sending one that was answered early and waits
+        // for the connection to end: waiting for the rest would hold both until a timeout, so
+        // when it pauses the caller ends the connection instead.
         let mut sink = [0u8; 8192];
         while !self.stdin.done {
+            if self.input.buffer().is_empty()
+                && self
+                    .input_within
+                    .is_some_and(|arrives| !arrives(DRAIN_PAUSE))
+            {
+                return Ok(Ending::BodyLeft);
+            }
             self.read_stdin(&mut sink)?;
         }
-        Ok(())
+        Ok(Ending::Done)
     }
 
     /// A record for another request id while one is active: a new request is refused with
@@ -488,7 +531,7 @@ mod tests {
         Response::new(if outcome.is_ok() { 200 } else { 400 }).with_bytes(received)
     }
 
-    fn run(input: &[u8]) -> (Result<(), ConnError>, Vec<u8>) {
+    fn run(input: &[u8]) -> (Result<Ending, ConnError>, Vec<u8>) {
         let ready = || true;
         let limits = Limits {
             max_conns: 2,
@@ -516,6 +559,44 @@ mod tests {
         }
         push_record(&mut wire, record::STDIN, id, &[]);
         wire
+    }
+
+    fn refuse_unread(_: &Params, _: &mut (dyn Read + Send)) -> Response {
+        Response::new(415).with_bytes(b"refused".to_vec())
+    }
+
+    /// A body answered before it was read is skipped while it keeps coming (the next request
+    /// is behind it), and given up when the peer pauses: the caller then closes the connection.
+    #[test]
+    fn a_body_answered_early_is_skipped_while_it_comes_and_given_up_when_it_pauses() {
+        let limits = Limits {
+            max_conns: 1,
+            max_reqs: 1,
+        };
+        let ready = || true;
+        let mut wire = request(1, &[b'a'; 5000]);
+        wire.extend(request(2, b"second"));
+        let mut output = Vec::new();
+        let ending =
+            Connection::new(Cursor::new(&wire), &mut output, limits, &ready).serve(&refuse_unread);
+        assert_eq!(ending.unwrap(), Ending::Done);
+        let answered = |output: &[u8]| {
+            split_records(output)
+                .iter()
+                .filter(|r| matches!(r, Ok((header, _)) if header.kind == record::END_REQUEST))
+                .count()
+        };
+        assert_eq!(answered(&output), 2, "both requests answered");
+
+        let paused = |_: Duration| false;
+        let mut output = Vec::new();
+        // Only the first records of the body arrived; the peer waits for the answer.
+        let partial = &wire[..wire.len() / 4];
+        let ending = Connection::new(Cursor::new(partial), &mut output, limits, &ready)
+            .with_input_within(&paused)
+            .serve(&refuse_unread);
+        assert_eq!(ending.unwrap(), Ending::BodyLeft);
+        assert_eq!(answered(&output), 1, "the answer went out before giving up");
     }
 
     #[test]

@@ -11,13 +11,17 @@ use std::time::{Duration, Instant};
 
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 
-use super::connection::{App, Connection, Limits};
+use super::connection::{App, Connection, Ending, Limits};
 use super::params::Params;
 use crate::request::Response;
 use crate::transport::shutdown::Shutdown;
 
 /// How long shutdown waits for in-flight requests before exiting anyway.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// How long a lingering close waits for the peer's next bytes or its end.
+const LINGER_STALL: Duration = Duration::from_secs(2);
+/// The longest a lingering close reads what the peer still sends.
+const LINGER_MAX: Duration = Duration::from_secs(30);
 /// How often blocked waits look at the stop flag.
 const TICK: Duration = Duration::from_millis(200);
 
@@ -83,6 +87,36 @@ impl Stream {
                 s.set_nonblocking(false)?;
                 s.set_read_timeout(Some(io_timeout))?;
                 s.set_write_timeout(Some(io_timeout))
+            }
+        }
+    }
+
+    /// Ends a connection whose last request was answered before its body was all read: our
+    /// side is closed first (the web server sees the end of the answer at once), then what
+    /// still comes in is read and dropped until the peer closes too, a read stalls for
+    /// [`LINGER_STALL`], [`LINGER_MAX`] passed, or a stop is requested. Closing with unread
+    /// input would send a reset, which can destroy the answer before the peer reads it.
+    fn linger_close(&self, stop: &AtomicBool) {
+        let ended = match self {
+            Stream::Tcp(s) => s
+                .shutdown(net::Shutdown::Write)
+                .and_then(|()| s.set_read_timeout(Some(LINGER_STALL))),
+            Stream::Unix(s) => s
+                .shutdown(net::Shutdown::Write)
+                .and_then(|()| s.set_read_timeout(Some(LINGER_STALL))),
+        };
+        if ended.is_err() {
+            return;
+        }
+        let started = Instant::now();
+        let mut sink = vec![0u8; 64 * 1024];
+        let mut reader = self;
+        while started.elapsed() < LINGER_MAX && !stop.load(Ordering::SeqCst) {
+            match reader.read(&mut sink) {
+                Ok(0) => return,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return,
             }
         }
     }
@@ -263,12 +297,16 @@ fn worker(
             continue;
         }
         let ready = || wait_readable(stream.as_fd(), stop, Some(io_timeout), true);
+        let input_within = |limit: Duration| wait_readable(stream.as_fd(), stop, Some(limit), true);
         // A bug must cost one connection, not a worker of the fixed pool.
         let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            Connection::new(&stream, &stream, limits, &ready).serve(app)
+            Connection::new(&stream, &stream, limits, &ready)
+                .with_input_within(&input_within)
+                .serve(app)
         }));
         match served {
-            Ok(Ok(())) => {}
+            Ok(Ok(Ending::Done)) => {}
+            Ok(Ok(Ending::BodyLeft)) => stream.linger_close(stop),
             Ok(Err(e)) => log::warn!("FastCGI connection closed: {e}"),
             Err(_) => log::error!("FastCGI connection closed after a panic (a bug)"),
         }
