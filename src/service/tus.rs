@@ -168,12 +168,19 @@ impl Service {
             // published the file (or before it removed the data), or its completion hook did
             // not decide, finish now: the client will send nothing more.
             let approve = self.approver(finisher(key, info.state.metadata.as_deref()));
-            if let Some(progress) = self.store.complete_range(key, &approve)? {
-                if let Progress::Completed(done) = &progress {
-                    action = " (completed now)";
-                    log_data(key, done);
+            match self.store.complete_range(key, &approve)? {
+                Some(progress) => {
+                    if let Progress::Completed(done) = &progress {
+                        action = " (completed now)";
+                        log_data(key, done);
+                    }
+                    info.completion = completion_of(&progress)?;
                 }
-                info.completion = completion_of(&progress)?;
+                // Another request is completing it (its hook may be running): an offset equal
+                // to the length now would tell tus-js-client it is done before it is; a 423
+                // makes it ask again.
+                None if info.completion.is_none() => return Err(StoreError::Busy.into()),
+                None => {}
             }
         }
         let mut response = Response::new(200)
