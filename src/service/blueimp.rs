@@ -5,7 +5,7 @@
 //! `files[0].data`; a refusal is `files[0].error` with the hook's words in a 200, as blueimp's
 //! own server answers every per-file error (its page shows `files[i].error` only from a 2xx
 //! answer; on any other status it shows the status text). A hook that did not decide is a 503,
-//! and the next chunk request or resume request for the file runs it again.
+//! and the resume request for the file (what the recipe's retry sends) runs it again.
 
 use super::completion::{metadata_of, Finisher};
 use super::{Failure, Handled, Service};
