@@ -5,6 +5,7 @@
 //! CORS, and SIGTERM from real mod_cgid, are in tests/e2e_operations.rs.
 
 mod common;
+mod range_support;
 mod reliability;
 
 use std::io::{Read, Write};
@@ -901,4 +902,359 @@ fn a_form_upload_asks_the_hook_about_each_file() {
     );
     assert_eq!(published_files(&cgi.dirs.uploads), ["clean.txt"]);
     assert_eq!(std::fs::read(&seen).unwrap(), b"helloa VIRUS here");
+}
+
+// ------------------------------------------------- the hook, list and disk for tus and blueimp
+
+use range_support::{
+    blueimp_chunk, blueimp_resume, creation, head as tus_head, patch, upload_path, CgiTarget,
+    FcgiTarget, Req, Target,
+};
+
+/// A hook for the byte-range suites: it logs every input it gets (one JSON line), refuses names
+/// with `bad`, waits past its 1 s timeout on names with `slow` until `ready` exists, and
+/// answers the sha256 of the bytes it was shown.
+fn range_hook(dir: &Path) -> PathBuf {
+    script(
+        dir,
+        "range-hook.sh",
+        &format!(
+            "#!/bin/sh\ninput=$(cat)\nprintf '%s\\n' \"$input\" | tr -d '\\n' >> {runs}\necho >> {runs}\n\
+             case \"$RESUMABLE_HOOK_NAME\" in\n\
+             *bad*) echo \"refused: $RESUMABLE_HOOK_NAME is bad\" >&2; echo more >&2; exit 1;;\n\
+             *slow*) [ -e {ready} ] || sleep 300;;\nesac\n\
+             printf '{{\"sha256\": \"%s\"}}\\n' \"$(sha256sum \"$RESUMABLE_HOOK_PATH\" | cut -c1-64)\"\n",
+            runs = dir.join("runs").display(),
+            ready = dir.join("ready").display()
+        ),
+    )
+}
+
+fn hook_settings(hook: &Path) -> Vec<(&'static str, String)> {
+    vec![
+        ("RESUMABLE_ON_COMPLETE", hook.to_string_lossy().into_owned()),
+        ("RESUMABLE_HOOK_TIMEOUT", "1".into()),
+    ]
+}
+
+/// What the hook was given, run by run, for the files whose name contains `name`.
+fn hook_runs(dir: &Path, name: &str) -> Vec<Value> {
+    std::fs::read_to_string(dir.join("runs"))
+        .unwrap_or_default()
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap())
+        .filter(|run| run["name"].as_str().is_some_and(|n| n.contains(name)))
+        .collect()
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    Upload::new(Client::Resumable, "x", bytes.to_vec(), CHUNK).sha256()
+}
+
+/// Creates a tus upload of `data` and sends all of it but the last byte.
+fn tus_all_but_last(t: &dyn Target, name: &str, data: &[u8]) -> String {
+    let created = t.call(&creation(
+        data.len() as u64,
+        &[("filename", name), ("note", "hi")],
+    ));
+    assert_eq!(created.status, 201);
+    let path = upload_path(&created);
+    let first = &data[..data.len() - 1];
+    assert_eq!(t.call(&patch(&path, 0, first)).status, 204);
+    path
+}
+
+fn tus_hook_scenarios(t: &dyn Target, dir: &Path) {
+    let staging = t.uploads().join(".resumable-staging");
+    // Accepted: published, the hook saw the tus id, user and metadata, and its JSON stays in
+    // the completion record (a 204 has no body for it).
+    let data = pseudo_random(70_000, 31);
+    let path = tus_all_but_last(t, "ok.bin", &data);
+    let id = path.trim_start_matches('/').to_string();
+    let last = t.call(&patch(
+        &path,
+        data.len() as u64 - 1,
+        &data[data.len() - 1..],
+    ));
+    assert_eq!(last.status, 204, "{}", String::from_utf8_lossy(&last.body));
+    let (name, bytes) = range_support::published(t, &last);
+    assert_eq!((name.as_str(), bytes == data), ("ok.bin", true));
+    let runs = hook_runs(dir, "ok.bin");
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(
+        (&runs[0]["client"], &runs[0]["identifier"], &runs[0]["size"]),
+        (&json!("tus"), &json!(id), &json!(data.len()))
+    );
+    assert_eq!(
+        runs[0]["metadata"],
+        json!({"filename": "ok.bin", "note": "hi"})
+    );
+    let record: Value = serde_json::from_slice(
+        &std::fs::read(t.temp().join(format!("~tus-{id}/complete"))).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(record["data"], json!({"sha256": sha256_hex(&data)}));
+    assert_eq!(t.call(&tus_head(&path)).status, 200);
+
+    // Refused: a 415 the client gives up on, with the hook's first stderr line; the upload is
+    // gone (HEAD 404) and nothing is published or kept.
+    let data = pseudo_random(5_000, 32);
+    let path = tus_all_but_last(t, "bad.bin", &data);
+    let last = t.call(&patch(
+        &path,
+        data.len() as u64 - 1,
+        &data[data.len() - 1..],
+    ));
+    assert_eq!(last.status, 415);
+    assert_eq!(last.json()["error"], "refused: bad.bin is bad");
+    assert_eq!(last.json()["preventRetry"], true);
+    assert_eq!(t.call(&tus_head(&path)).status, 404);
+    assert!(!t.uploads().join("bad.bin").exists());
+    assert!(!t
+        .temp()
+        .join(format!("~tus-{}", path.trim_start_matches('/')))
+        .exists());
+    assert!(snapshot(&staging).is_empty(), "{:?}", snapshot(&staging));
+
+    // Undecided (past the timeout): a 503 the client retries, the bytes kept; the retry's
+    // empty PATCH at the end runs the hook again and publishes.
+    let data = pseudo_random(9_000, 33);
+    let path = tus_all_but_last(t, "slow.bin", &data);
+    let end = data.len() as u64;
+    let last = t.call(&patch(&path, end - 1, &data[data.len() - 1..]));
+    assert_eq!(last.status, 503, "{}", String::from_utf8_lossy(&last.body));
+    assert_eq!(last.header("Retry-After"), Some("30"));
+    assert!(!t.uploads().join("slow.bin").exists());
+    std::fs::write(dir.join("ready"), "").unwrap();
+    let retried = t.call(&patch(&path, end, b""));
+    assert_eq!(
+        retried.status,
+        204,
+        "{}",
+        String::from_utf8_lossy(&retried.body)
+    );
+    assert_eq!(range_support::published(t, &retried).1, data);
+    let runs = hook_runs(dir, "slow.bin");
+    assert_eq!(runs.len(), 2, "{runs:?}");
+
+    // Undecided again, then tus-js-client's retry: HEADs (and an empty PATCH) at once. The
+    // hook runs once more, the file is published once, no answer claims the end before it is.
+    std::fs::remove_file(dir.join("ready")).unwrap();
+    let data = pseudo_random(9_000, 34);
+    let path = tus_all_but_last(t, "slow2.bin", &data);
+    let last = t.call(&patch(&path, end - 1, &data[data.len() - 1..]));
+    assert_eq!(last.status, 503);
+    std::fs::write(dir.join("ready"), "").unwrap();
+    let requests: Vec<Req> = (0..6)
+        .map(|i| match i {
+            0 => patch(&path, end, b""),
+            _ => tus_head(&path),
+        })
+        .collect();
+    let barrier = Barrier::new(requests.len());
+    let answers: Vec<TestResponse> = std::thread::scope(|scope| {
+        let handles: Vec<_> = requests
+            .iter()
+            .map(|req| {
+                let barrier = &barrier;
+                scope.spawn(move || {
+                    barrier.wait();
+                    t.call(req)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for answer in &answers {
+        match answer.status {
+            200 | 204 => assert!(
+                answer.header("Upload-Complete-File").is_some(),
+                "{:?}",
+                answer.headers
+            ),
+            423 => {}
+            other => panic!("{other}: {:?}", answer.headers),
+        }
+    }
+    assert_eq!(hook_runs(dir, "slow2.bin").len(), 2);
+    let done = t.call(&tus_head(&path));
+    assert_eq!(done.status, 200);
+    assert_eq!(range_support::published(t, &done).1, data);
+    let copies: Vec<String> = published_files(t.uploads())
+        .into_iter()
+        .filter(|f| f.starts_with("slow2"))
+        .collect();
+    assert_eq!(copies, ["slow2.bin"]);
+    assert!(snapshot(&staging).is_empty(), "{:?}", snapshot(&staging));
+}
+
+fn blueimp_hook_scenarios(t: &dyn Target, dir: &Path) {
+    let send = |name: &str, data: &[u8]| -> TestResponse {
+        let half = data.len() / 2;
+        let first = t.call(&blueimp_chunk(
+            name,
+            0,
+            &data[..half],
+            data.len() as u64,
+            true,
+        ));
+        assert_eq!(first.status, 200);
+        t.call(&blueimp_chunk(
+            name,
+            half as u64,
+            &data[half..],
+            data.len() as u64,
+            true,
+        ))
+    };
+    // Accepted: the hook's JSON is files[0].data; it saw the form fields.
+    let data = pseudo_random(20_000, 41);
+    let last = send("ok.txt", &data);
+    assert_eq!(last.status, 200);
+    let file = &last.json()["files"][0];
+    assert_eq!(file["complete"], true, "{file}");
+    assert_eq!(file["data"], json!({"sha256": sha256_hex(&data)}));
+    assert_eq!(std::fs::read(t.uploads().join("ok.txt")).unwrap(), data);
+    let runs = hook_runs(dir, "ok.txt");
+    assert_eq!(runs.len(), 1);
+    assert_eq!(
+        (
+            &runs[0]["client"],
+            &runs[0]["identifier"],
+            &runs[0]["metadata"]
+        ),
+        (&json!("blueimp"), &json!("ok.txt"), &json!({"note": "x"}))
+    );
+
+    // Refused: files[0].error in a 200, as blueimp's pages read it; nothing kept.
+    let data = pseudo_random(3_000, 42);
+    let last = send("bad.txt", &data);
+    assert_eq!(last.status, 200);
+    assert_eq!(last.json()["files"][0]["error"], "refused: bad.txt is bad");
+    assert!(!t.uploads().join("bad.txt").exists());
+    assert_eq!(
+        t.call(&blueimp_resume("bad.txt")).json()["file"],
+        Value::Null
+    );
+
+    // Undecided: a 503; the resume request of the page's retry runs the hook again.
+    let data = pseudo_random(3_000, 43);
+    let last = send("slow.txt", &data);
+    assert_eq!(last.status, 503);
+    assert_eq!(last.header("Retry-After"), Some("30"));
+    assert!(!t.uploads().join("slow.txt").exists());
+    std::fs::write(dir.join("ready"), "").unwrap();
+    let resumed = t.call(&blueimp_resume("slow.txt"));
+    assert_eq!(resumed.status, 200);
+    assert_eq!(
+        resumed.json()["file"]["complete"],
+        true,
+        "{}",
+        resumed.json()
+    );
+    assert_eq!(std::fs::read(t.uploads().join("slow.txt")).unwrap(), data);
+    assert_eq!(hook_runs(dir, "slow.txt").len(), 2);
+}
+
+fn settings_ref<'a>(settings: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    settings.iter().map(|(n, v)| (*n, v.as_str())).collect()
+}
+
+#[test]
+fn tus_and_blueimp_uploads_ask_the_hook_over_cgi() {
+    let dir = Scratch::new("range-hook-cgi");
+    let settings = hook_settings(&range_hook(dir.path()));
+    let t = CgiTarget::new(&settings_ref(&settings));
+    tus_hook_scenarios(&t, dir.path());
+    std::fs::remove_file(dir.path().join("ready")).unwrap();
+    blueimp_hook_scenarios(&t, dir.path());
+}
+
+#[test]
+fn tus_and_blueimp_uploads_ask_the_hook_over_fastcgi() {
+    let dir = Scratch::new("range-hook-fcgi");
+    let settings = hook_settings(&range_hook(dir.path()));
+    let t = FcgiTarget(Worker::start(
+        false,
+        &["--workers", "2"],
+        &settings_ref(&settings),
+    ));
+    tus_hook_scenarios(&t, dir.path());
+    std::fs::remove_file(dir.path().join("ready")).unwrap();
+    blueimp_hook_scenarios(&t, dir.path());
+    t.0.assert_no_panic();
+}
+
+#[test]
+fn list_shows_a_tus_upload_in_flight() {
+    let t = CgiTarget::new(&[]);
+    let created = t.call(&creation(1000, &[("filename", "movie.mp4")]).user("ann"));
+    assert_eq!(created.status, 201);
+    let path = upload_path(&created);
+    let stored = t.call(&patch(&path, 0, &[7u8; 300]).user("ann"));
+    assert_eq!(stored.status, 204);
+    let blueimp = t.call(&blueimp_chunk("b.txt", 0, b"abc", 10, false));
+    assert_eq!(blueimp.status, 200);
+    let entries = list_json(&t.0);
+    let tus = entries
+        .iter()
+        .find(|e| e["client"] == "tus")
+        .unwrap_or_else(|| panic!("{entries:?}"));
+    assert_eq!(
+        (
+            &tus["identifier"],
+            &tus["user"],
+            &tus["file"],
+            &tus["stored"],
+            &tus["total"],
+            &tus["state"]
+        ),
+        (
+            &json!(path.trim_start_matches('/')),
+            &json!("ann"),
+            &json!("movie.mp4"),
+            &json!(300),
+            &json!(1000),
+            &json!("receiving")
+        ),
+        "{tus}"
+    );
+    let b = entries.iter().find(|e| e["client"] == "blueimp").unwrap();
+    assert_eq!(
+        (&b["identifier"], &b["stored"]),
+        (&json!("b.txt"), &json!(3))
+    );
+    let (code, text) = list(&t.0, &[]);
+    assert_eq!(code, 0);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("receiving   tus") && l.contains("movie.mp4")),
+        "{text}"
+    );
+}
+
+#[test]
+fn too_little_free_space_refuses_tus_creation_and_form_files_and_stores_nothing() {
+    let t = CgiTarget::new(&[("RESUMABLE_MIN_FREE_SPACE", "100%")]);
+    let refused = t.call(&creation(10, &[("filename", "a.bin")]));
+    assert_eq!(refused.status, 503);
+    assert_eq!(refused.header("Retry-After"), Some("30"));
+    assert!(refused.header("Location").is_none());
+    let with_body = t.call(
+        &creation(3, &[("filename", "b.bin")]).body("application/offset+octet-stream", b"abc"),
+    );
+    assert_eq!(with_body.status, 503);
+    assert!(snapshot(t.temp()).is_empty(), "{:?}", snapshot(t.temp()));
+
+    use common::forms::{file, form_request};
+    let run = t.0.run(&form_request(&[file("f", "c.txt", b"hello")]));
+    assert_eq!(run.response.status, 503, "{}", run.stderr);
+    assert_eq!(run.response.header("Retry-After"), Some("30"));
+    assert!(
+        run.stderr.contains("RESUMABLE_MIN_FREE_SPACE"),
+        "{}",
+        run.stderr
+    );
+    assert!(published_files(t.uploads()).is_empty());
+    assert!(common::forms::staging_is_empty(t.uploads()));
 }

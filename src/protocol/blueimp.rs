@@ -117,12 +117,20 @@ fn clip(value: &str) -> String {
 
 /// The answer to a stored chunk: the file's name and how many bytes are stored from its start,
 /// with the `Range` header the client takes its next offset from.
-pub fn stored(name: &str, stored: u64, complete: Option<&str>) -> Response {
+pub fn stored(
+    name: &str,
+    stored: u64,
+    complete: Option<&str>,
+    data: Option<&serde_json::Value>,
+) -> Response {
     let mut file = json!({"name": name, "size": stored});
     if let Some(published) = complete {
         file["name"] = json!(published.rsplit('/').next().unwrap_or(published));
         file["file"] = json!(published);
         file["complete"] = json!(true);
+    }
+    if let Some(data) = data {
+        file["data"] = data.clone();
     }
     let response = Response::json(200, &json!({ "files": [file] }));
     let response = match stored.checked_sub(1) {
@@ -130,6 +138,13 @@ pub fn stored(name: &str, stored: u64, complete: Option<&str>) -> Response {
         None => response,
     };
     response.with_header("Cache-Control", "no-store")
+}
+
+/// The answer to a file the completion hook refused (it is gone): a 200 with the reason as
+/// `files[0].error`, as blueimp's pages read every per-file error.
+pub fn refused(name: &str, size: u64, reason: &str) -> Response {
+    let file = json!({"name": name, "size": size, "error": reason});
+    Response::json(200, &json!({ "files": [file] })).with_header("Cache-Control", "no-store")
 }
 
 /// The answer to the resume request: the bytes stored from the start (all of them, and the
@@ -208,14 +223,18 @@ mod tests {
 
     #[test]
     fn answers_carry_the_next_offset() {
-        let r = stored("a.txt", 10, None);
+        let r = stored("a.txt", 10, None, None);
         assert_eq!(r.header("Range"), Some("0-9"));
         let body: serde_json::Value = serde_json::from_slice(r.bytes()).unwrap();
         assert_eq!(body["files"][0]["size"], 10);
-        let done = stored("a.txt", 25, Some("dir/a (1).txt"));
+        let done = stored("a.txt", 25, Some("dir/a (1).txt"), Some(&json!({"ok": 1})));
         let body: serde_json::Value = serde_json::from_slice(done.bytes()).unwrap();
         assert_eq!(body["files"][0]["name"], "a (1).txt");
         assert_eq!(body["files"][0]["complete"], true);
+        assert_eq!(body["files"][0]["data"], json!({"ok": 1}));
+        let refused: serde_json::Value =
+            serde_json::from_slice(refused("a.txt", 25, "infected").bytes()).unwrap();
+        assert_eq!(refused["files"][0]["error"], "infected");
         let answer = |stored, published| -> serde_json::Value {
             serde_json::from_slice(resume("a", stored, published).bytes()).unwrap()
         };

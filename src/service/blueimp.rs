@@ -1,6 +1,13 @@
 //! The blueimp jQuery-File-Upload flow: byte-range chunks appended where the stored bytes end
 //! (the same store operation as tus), and the resume request of its documented recipe.
+//!
+//! The completion hook runs when the last chunk is stored: its JSON goes to the page as
+//! `files[0].data`; a refusal is `files[0].error` with the hook's words in a 200, as blueimp's
+//! own server answers every per-file error (its page shows `files[i].error` only from a 2xx
+//! answer; on any other status it shows the status text). A hook that did not decide is a 503,
+//! and the resume request for the file (what the recipe's retry sends) runs it again.
 
+use super::completion::{metadata_of, Finisher};
 use super::{Failure, Handled, Service};
 use crate::error::Error;
 use crate::protocol::blueimp::{self, RangeChunk};
@@ -16,6 +23,17 @@ fn key_of(name: &str, head: &Head) -> RangeKey {
     }
 }
 
+/// What the completion hook is told: the file name is blueimp's only identifier, and the form
+/// fields the page sent with the chunk are the metadata.
+fn finisher<'a>(name: &'a str, head: &'a Head, fields: &Params) -> Finisher<'a> {
+    Finisher {
+        client: "blueimp",
+        identifier: name,
+        user: head.remote_user.as_deref(),
+        metadata: metadata_of(fields),
+    }
+}
+
 impl Service {
     /// `GET ?file=<name>`: how many bytes of that file are stored, so the page resumes there.
     /// An upload whose bytes are all stored but which a killed request left unpublished is
@@ -25,10 +43,15 @@ impl Service {
         let mut info = self.store.range_info(&key)?;
         if let Some(info) = info.as_mut() {
             if info.offset == info.state.length {
-                if let Some(Progress::Completed(done) | Progress::AlreadyComplete(done)) =
-                    self.store.complete_range(&key)?
-                {
-                    info.completion = Some(done);
+                let approve = self.approver(finisher(name, head, &Params::default()));
+                match self.store.complete_range(&key, &approve)? {
+                    Some(Progress::Completed(done) | Progress::AlreadyComplete(done)) => {
+                        info.completion = Some(done);
+                    }
+                    Some(Progress::Rejected { reason }) => {
+                        return Err(Error::Rejected { reason }.into())
+                    }
+                    Some(Progress::Incomplete) | None => {}
                 }
             }
         }
@@ -64,13 +87,14 @@ impl Service {
         let key = key_of(&chunk.name, &head);
         self.check_placement(&key, &chunk)?;
         let len = StageLen::Exact(chunk.len);
+        let mut fields = Params::default();
         let staged = if multipart::is_multipart(head.content_type.as_deref()) {
             let content_type = head.content_type.clone().unwrap_or_default();
             let staged = multipart::read_multipart(
                 body,
                 &content_type,
                 self.config.max_body_size(),
-                &mut Params::default(),
+                &mut fields,
                 |_, file| {
                     self.store
                         .stage_range(&key, true, file, len)
@@ -107,7 +131,8 @@ impl Service {
                 length: Some(chunk.total),
             }
         };
-        let appended = staged.commit(at)?;
+        let approve = self.approver(finisher(&chunk.name, &head, &fields));
+        let appended = staged.commit(at, &approve)?;
         let summary = format!(
             "blueimp stored bytes {}-{} of {:?}: {}/{}",
             chunk.start,
@@ -119,16 +144,31 @@ impl Service {
         let (published, summary) = match &appended.progress {
             Progress::Completed(done) => {
                 log::info!("completed {:?} ({} bytes)", done.file, done.size);
-                (Some(done.file.as_str()), format!("{summary}, completed"))
+                (Some(done), format!("{summary}, completed"))
             }
-            Progress::AlreadyComplete(done) => (Some(done.file.as_str()), summary),
-            // Byte-range uploads are not put to the completion hook yet.
-            Progress::Incomplete | Progress::Rejected { .. } => (None, summary),
+            Progress::AlreadyComplete(done) => (Some(done), summary),
+            Progress::Incomplete => (None, summary),
+            Progress::Rejected { reason } => {
+                log::warn!(
+                    "blueimp {:?}: {}",
+                    chunk.name,
+                    Error::Rejected {
+                        reason: reason.clone()
+                    }
+                );
+                return Ok(Handled {
+                    response: blueimp::refused(&chunk.name, chunk.total, reason),
+                    summary: format!("{summary}, refused by the completion hook"),
+                });
+            }
         };
-        Ok(Handled {
-            response: blueimp::stored(&chunk.name, appended.offset, published),
-            summary,
-        })
+        let response = blueimp::stored(
+            &chunk.name,
+            appended.offset,
+            published.map(|done| done.file.as_str()),
+            published.and_then(|done| done.data.as_ref()),
+        );
+        Ok(Handled { response, summary })
     }
 
     /// A chunk after the first must start exactly where the stored bytes of the same file end;

@@ -56,6 +56,15 @@ impl Service {
             let length = Some(length);
             return Err(Error::PostTooLarge { length, max }.into());
         }
+        // Files are new uploads: the whole request must fit with room to spare, or none of it
+        // is stored (PHP has no error number for a full disk, and a 503 lets the page retry).
+        if first.is_some() {
+            // A missing or unusable directory is each file's error below, as PHP says it.
+            let room = self.ensure_room_for_new_upload(0, head.content_length.unwrap_or(0));
+            if let Err(low @ Error::Store(StoreError::LowSpace { .. })) = room {
+                return Err(low.into());
+            }
+        }
         reader.set_limit(max).map_err(refuse)?;
         let mut form = FormState::new(self.config.max_file_size, self.config.max_file_uploads);
         for (name, value) in fields.iter() {

@@ -1,10 +1,22 @@
 //! The tus 1.0 flow on the upload endpoint: OPTIONS discovery, creation (with upload) on the
 //! endpoint, and HEAD, PATCH and DELETE on upload URLs `<endpoint>/<id>`, over the byte-range
 //! store operations.
+//!
+//! The completion hook runs when the last byte is stored (a PATCH, or a creation with upload).
+//! Its JSON stays in the completion record and the log: a completing PATCH is a 204 without a
+//! body, and tus has no header for it. A refusal is a 415 (tus-js-client gives up on a 4xx
+//! other than 409/423) and the upload is gone. A hook that did not decide is a 503 (retried),
+//! and the retry runs it again: tus-js-client retries with a HEAD and, when that says every
+//! byte is stored, counts the upload done without another PATCH, so the HEAD of an upload whose
+//! bytes are all stored but which is not published completes it (as it already did after a
+//! killed request); a PATCH of no bytes at the end does too.
 
 use std::io::Read;
 use std::time::SystemTime;
 
+use serde_json::{Map, Value};
+
+use super::completion::Finisher;
 use super::{Failure, Handled, Service};
 use crate::config::Config;
 use crate::error::{Error, ALLOWED_METHODS};
@@ -13,8 +25,8 @@ use crate::protocol::blueimp;
 use crate::protocol::tus::{self, Checksum, HashingReader, Metadata, TusError};
 use crate::request::{Head, Method, Request, Response};
 use crate::store::{
-    Appended, CommitAt, Completion, Progress, RangeId, RangeInfo, RangeKey, RangeState, StageLen,
-    StoreError,
+    Appended, Approve, CommitAt, Completion, Progress, RangeId, RangeInfo, RangeKey, RangeState,
+    StageLen, StoreError,
 };
 
 /// Whether a request is for the tus flow: it says so (`Tus-Resumable`), it goes to an upload
@@ -88,6 +100,8 @@ impl Service {
             return Err(TusError::TooLarge { length, max }.into());
         }
         let metadata = Metadata::parse(head.header("upload-metadata"))?;
+        // A new upload must fit with room to spare: its data, then its published file.
+        self.ensure_room_for_new_upload(length, length)?;
         // creation-with-upload: the body counts only when typed as a PATCH body is.
         let with_body = tus::is_offset_stream(&head) && head.content_length != Some(0);
         let checksum = match with_body {
@@ -121,21 +135,23 @@ impl Service {
         let location = format!("{}/{id}", base.trim_end_matches('/'));
         let mut response = Response::new(201).with_header("Location", &location);
         let mut summary = format!("tus created {id} ({length} bytes) {:?}", state.filename);
+        let approve = self.approver(finisher(&key, state.metadata.as_deref()));
         let done = if with_body {
-            let appended = self.tus_append(&key, 0, length, checksum, body)?;
+            let appended = self.tus_append(&key, 0, length, checksum, body, &approve)?;
             response = response.with_header("Upload-Offset", &appended.offset.to_string());
             summary.push_str(&format!(" with {} bytes", appended.received));
             refuse_overflow(&appended, length)?;
-            completion_of(&appended.progress)
+            completion_of(&appended.progress)?
         } else if length == 0 {
-            self.store
-                .complete_range(&key)?
-                .as_ref()
-                .and_then(completion_of)
+            match self.store.complete_range(&key, &approve)? {
+                Some(progress) => completion_of(&progress)?,
+                None => None,
+            }
         } else {
             None
         };
-        if done.is_some() {
+        if let Some(done) = &done {
+            log_data(&key, done);
             summary.push_str(", completed");
         }
         Ok(Handled {
@@ -149,13 +165,22 @@ impl Service {
         let mut action = "";
         if info.offset == info.state.length {
             // Every byte is here. If the request that stored the last ones was killed before it
-            // published the file (or before it removed the data), finish now: the client will
-            // send nothing more.
-            if let Some(progress) = self.store.complete_range(key)? {
-                if let Progress::Completed(_) = progress {
-                    action = " (completed now)";
+            // published the file (or before it removed the data), or its completion hook did
+            // not decide, finish now: the client will send nothing more.
+            let approve = self.approver(finisher(key, info.state.metadata.as_deref()));
+            match self.store.complete_range(key, &approve)? {
+                Some(progress) => {
+                    if let Progress::Completed(done) = &progress {
+                        action = " (completed now)";
+                        log_data(key, done);
+                    }
+                    info.completion = completion_of(&progress)?;
                 }
-                info.completion = completion_of(&progress);
+                // Another request is completing it (its hook may be running): an offset equal
+                // to the length now would tell tus-js-client it is done before it is; a 423
+                // makes it ask again.
+                None if info.completion.is_none() => return Err(StoreError::Busy.into()),
+                None => {}
             }
         }
         let mut response = Response::new(200)
@@ -196,7 +221,8 @@ impl Service {
         let length = info.state.length;
         let room = length.saturating_sub(at);
         check_room(&head, room)?;
-        let appended = self.tus_append(key, at, room, checksum, body)?;
+        let approve = self.approver(finisher(key, info.state.metadata.as_deref()));
+        let appended = self.tus_append(key, at, room, checksum, body, &approve)?;
         refuse_overflow(&appended, room)?;
         let mut summary = format!(
             "tus stored {} bytes of {} at {at}: {}/{length}",
@@ -212,14 +238,14 @@ impl Service {
         } else if short {
             summary.push_str(" (body ended early; kept)");
         }
-        let done = completion_of(&appended.progress);
+        let done = completion_of(&appended.progress)?;
         match &appended.progress {
             Progress::Completed(done) => {
                 log::info!("completed {:?} ({} bytes)", done.file, done.size);
+                log_data(key, done);
                 summary.push_str(", completed");
             }
             Progress::AlreadyComplete(_) => summary.push_str(" (already complete)"),
-            // Byte-range uploads are not put to the completion hook yet.
             Progress::Incomplete | Progress::Rejected { .. } => {}
         }
         let response =
@@ -240,9 +266,10 @@ impl Service {
         room: u64,
         checksum: Option<Checksum>,
         body: &mut (dyn Read + Send),
+        approve: &Approve<'_>,
     ) -> Result<Appended, Failure> {
         let Some(checksum) = checksum else {
-            return Ok(self.store.append_range(key, at, body)?);
+            return Ok(self.store.append_range(key, at, body, approve)?);
         };
         let mut hashing = HashingReader::new(body, checksum.algorithm);
         let staged = self
@@ -251,10 +278,11 @@ impl Service {
         if !hashing.matches(&checksum.digest) {
             return Err(TusError::ChecksumMismatch.into());
         }
-        Ok(staged.commit(CommitAt::Append {
+        let at = CommitAt::Append {
             offset: at,
             length: None,
-        })?)
+        };
+        Ok(staged.commit(at, approve)?)
     }
 
     /// The upload, unless it is unknown (404) or expired (410: it may not be resumed, even if
@@ -307,10 +335,42 @@ fn refuse_overflow(appended: &Appended, room: u64) -> Result<(), Failure> {
     Ok(())
 }
 
-fn completion_of(progress: &Progress) -> Option<Completion> {
+/// The published file, if any; a refusal by the completion hook is the request's 415.
+fn completion_of(progress: &Progress) -> Result<Option<Completion>, Failure> {
     match progress {
-        Progress::Completed(done) | Progress::AlreadyComplete(done) => Some(done.clone()),
-        Progress::Incomplete | Progress::Rejected { .. } => None,
+        Progress::Completed(done) | Progress::AlreadyComplete(done) => Ok(Some(done.clone())),
+        Progress::Incomplete => Ok(None),
+        Progress::Rejected { reason } => Err(Error::Rejected {
+            reason: reason.clone(),
+        }
+        .into()),
+    }
+}
+
+/// What the completion hook is told about a tus upload: its id, user and decoded metadata.
+fn finisher<'a>(key: &'a RangeKey, metadata: Option<&str>) -> Finisher<'a> {
+    // Stored as this server rendered it, so it parses; a damaged state gives no metadata.
+    let pairs = Metadata::parse(metadata).unwrap_or_default().pairs;
+    let metadata: Map<String, Value> = pairs
+        .into_iter()
+        .map(|(k, v)| (k, Value::String(String::from_utf8_lossy(&v).into_owned())))
+        .collect();
+    Finisher {
+        client: "tus",
+        identifier: upload_name(key),
+        user: key.user.as_deref(),
+        metadata,
+    }
+}
+
+/// The hook's answer has no place in a tus response: the completion record keeps it, and the
+/// log shows it.
+fn log_data(key: &RangeKey, done: &Completion) {
+    if let Some(data) = &done.data {
+        log::info!(
+            "completion hook data for tus upload {}: {data}",
+            upload_name(key)
+        );
     }
 }
 

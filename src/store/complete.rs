@@ -508,7 +508,10 @@ pub(super) fn remove_staging(store: &FsStore, staging: &str) -> Result<()> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(StoreError::io("opening the staging directory")(e)),
     };
+    // A file an unapproved attempt kept goes too: the upload it was assembled for is finished
+    // or gone, and another upload under the same key may bring other bytes of the same size.
     fsutil::remove_file(staging_dir.as_fd(), staging)
+        .and_then(|()| fsutil::remove_file(staging_dir.as_fd(), &kept_name(staging)))
         .and_then(|()| naming::forget(staging_dir.as_fd(), staging))
         .map_err(StoreError::io("removing the staging file"))
 }

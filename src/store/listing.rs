@@ -179,6 +179,13 @@ fn read_upload(
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(e),
     };
+    for (prefix, client) in [("~tus-", "tus"), ("~range-", "blueimp")] {
+        if let Some(id) = name.strip_prefix(prefix) {
+            let range = read_range(dir.as_fd(), &entries, client, id, folder, cutoff)?;
+            found.extend(range);
+            return Ok(());
+        }
+    }
     let mut uploads: BTreeMap<String, Gathered> = BTreeMap::new();
     for entry in entries {
         let Some((mtime, size, FileType::RegularFile)) = stat(dir.as_fd(), &entry)? else {
@@ -221,6 +228,75 @@ fn read_upload(
         found.push(describe(name, folder, &key, gathered, dir_mtime, cutoff));
     }
     Ok(())
+}
+
+/// A byte-range upload's folder (range.rs): its state, its data file (whose size is the bytes
+/// stored), its completion record, and bodies held aside while they arrive. `None` without a
+/// readable state (being created, or removed meanwhile).
+fn read_range(
+    dir: BorrowedFd<'_>,
+    entries: &[String],
+    client: &str,
+    id: &str,
+    folder: &str,
+    cutoff: i64,
+) -> io::Result<Option<InFlight>> {
+    let Some(text) = read_small(dir, "state", 64 * 1024)? else {
+        return Ok(None);
+    };
+    let Ok(state) = serde_json::from_slice::<Value>(&text) else {
+        return Ok(None);
+    };
+    let mut newest = 0;
+    let mut data = None;
+    let mut arriving = 0;
+    for entry in entries {
+        let Some((mtime, size, FileType::RegularFile)) = stat(dir, entry)? else {
+            continue;
+        };
+        newest = newest.max(mtime);
+        match entry.as_str() {
+            "data" => data = Some(size),
+            _ if entry.starts_with(".stage.") => arriving += 1,
+            _ => {}
+        }
+    }
+    let record: Option<Completion> =
+        read_small(dir, "complete", 64 * 1024)?.and_then(|text| serde_json::from_slice(&text).ok());
+    let text = |field: &str| state.get(field).and_then(Value::as_str).map(str::to_string);
+    let total = state.get("length").and_then(Value::as_u64);
+    let file = text("filename").unwrap_or_default();
+    let stored = record.as_ref().map(|r| r.size).or(data).unwrap_or(0);
+    let state_now = if record.is_some() {
+        State::Complete
+    } else if newest < cutoff {
+        State::Abandoned
+    } else if Some(stored) == total {
+        State::Unpublished
+    } else {
+        State::Receiving
+    };
+    Ok(Some(InFlight {
+        state: state_now,
+        client: Some(client.to_string()),
+        // blueimp names an upload only by its file name; the folder holds a hash of it.
+        identifier: match client {
+            "tus" => id.to_string(),
+            _ => file.clone(),
+        },
+        user: text("user"),
+        file,
+        relative_path: text("relative_path"),
+        stored,
+        total,
+        chunk_size: None,
+        parts: u64::from(data.is_some()),
+        arriving,
+        last_activity: newest,
+        last_activity_text: rfc3339(newest),
+        published: record.map(|r| r.file),
+        folder: folder.to_string(),
+    }))
 }
 
 fn describe(
@@ -368,6 +444,48 @@ mod tests {
         assert!(!covered(&parts(&[(1, 10)]), shape));
         assert!(!covered(&parts(&[(2, 15), (3, 10)]), shape));
         assert!(!covered(&parts(&[(1, 9), (2, 16)]), shape));
+    }
+
+    #[test]
+    fn byte_range_uploads_say_what_they_are() {
+        let root = tempfile::tempdir().unwrap();
+        let temp = root.path();
+        let tus = temp.join(format!("~tus-{}", "a".repeat(32)));
+        fs::create_dir(&tus).unwrap();
+        fs::write(
+            tus.join("state"),
+            r#"{"length":10,"filename":"t.bin","relative_path":null,"metadata":"filename dC5iaW4=","user":"ann"}"#,
+        )
+        .unwrap();
+        fs::write(tus.join("data"), [0u8; 4]).unwrap();
+        fs::write(tus.join(".stage.1-2.tmp"), [0u8; 1]).unwrap();
+        let blueimp = temp.join("~user-x").join("~range-0123");
+        fs::create_dir_all(&blueimp).unwrap();
+        fs::write(
+            blueimp.join("state"),
+            r#"{"length":3,"filename":"b.txt","relative_path":null,"metadata":null,"user":null}"#,
+        )
+        .unwrap();
+        fs::write(blueimp.join("data"), [0u8; 3]).unwrap();
+        let all = list(temp, Duration::from_secs(3600)).unwrap();
+        let t = all.iter().find(|e| e.file == "t.bin").unwrap();
+        assert_eq!(
+            (
+                t.state,
+                t.client.as_deref(),
+                t.user.as_deref(),
+                t.stored,
+                t.total
+            ),
+            (State::Receiving, Some("tus"), Some("ann"), 4, Some(10))
+        );
+        assert_eq!((t.identifier.len(), t.arriving), (32, 1));
+        let b = all.iter().find(|e| e.file == "b.txt").unwrap();
+        assert_eq!(
+            (b.state, b.client.as_deref(), b.identifier.as_str()),
+            (State::Unpublished, Some("blueimp"), "b.txt")
+        );
+        assert_eq!(all.len(), 2);
     }
 
     #[test]

@@ -296,8 +296,15 @@ pub trait UploadStore: Send + Sync {
     /// Appends `body` at `at`, which must be where the stored bytes end, under the upload's
     /// lock (refused with [`StoreError::Busy`] while another request holds it). Bytes that
     /// arrived are kept and durable even when the body is cut off; at most the bytes left are
-    /// read. Completes the upload when it is then full.
-    fn append_range(&self, key: &RangeKey, at: u64, body: &mut dyn Read) -> Result<Appended>;
+    /// read. Completes the upload when it is then full and `approve` accepts it (a refused
+    /// upload is removed whole).
+    fn append_range(
+        &self,
+        key: &RangeKey,
+        at: u64,
+        body: &mut dyn Read,
+        approve: &Approve<'_>,
+    ) -> Result<Appended>;
 
     /// Receives a body that must be checked before it counts (a checksum, a multipart trailer,
     /// an exact length); `create` makes the upload's folder when missing.
@@ -310,8 +317,9 @@ pub trait UploadStore: Send + Sync {
     ) -> Result<Box<dyn StagedRange>>;
 
     /// Publishes an upload whose bytes are all stored but which is not complete (the request
-    /// that filled it was killed mid-completion). `None` while another request holds its lock.
-    fn complete_range(&self, key: &RangeKey) -> Result<Option<Progress>>;
+    /// that filled it was killed mid-completion, or its approval did not decide), asking
+    /// `approve` first. `None` while another request holds its lock.
+    fn complete_range(&self, key: &RangeKey, approve: &Approve<'_>) -> Result<Option<Progress>>;
 
     /// Removes every stored byte of a byte-range upload (its published file, if any, stays).
     fn remove_range(&self, key: &RangeKey) -> Result<()>;
@@ -620,8 +628,14 @@ impl UploadStore for FsStore {
         FsStore::range_info(self, key)
     }
 
-    fn append_range(&self, key: &RangeKey, at: u64, body: &mut dyn Read) -> Result<Appended> {
-        FsStore::append_range(self, key, at, body)
+    fn append_range(
+        &self,
+        key: &RangeKey,
+        at: u64,
+        body: &mut dyn Read,
+        approve: &Approve<'_>,
+    ) -> Result<Appended> {
+        FsStore::append_range(self, key, at, body, approve)
     }
 
     fn stage_range(
@@ -634,8 +648,8 @@ impl UploadStore for FsStore {
         FsStore::stage_range(self, key, create, body, len)
     }
 
-    fn complete_range(&self, key: &RangeKey) -> Result<Option<Progress>> {
-        FsStore::complete_range(self, key)
+    fn complete_range(&self, key: &RangeKey, approve: &Approve<'_>) -> Result<Option<Progress>> {
+        FsStore::complete_range(self, key, approve)
     }
 
     fn remove_range(&self, key: &RangeKey) -> Result<()> {

@@ -16,8 +16,10 @@
 //! Every change happens under the upload's lock (flock on its folder), taken without waiting:
 //! a second request for a busy upload is refused ([`StoreError::Busy`]) rather than queued, so
 //! two bodies never interleave. Completion (all under that lock, each step safe to interrupt,
-//! see complete.rs): the data is copied to the staging file and fsynced, linked to a free name,
-//! the record written, then the staging name and the data removed.
+//! see complete.rs): the data is copied to the staging file and fsynced, the approval step (the
+//! completion hook) asked, the file linked to a free name, the record written, then the staging
+//! name and the data removed. A refused file goes with the whole upload folder; an approval that
+//! did not decide keeps the data and the assembled file for the next request to ask again.
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -29,7 +31,7 @@ use serde::{Deserialize, Serialize};
 
 use super::complete::{self, Completion, Target};
 use super::lock::UploadLock;
-use super::{fsutil, layout, FsStore, Progress, Result, StoreError};
+use super::{fsutil, layout, Approve, FsStore, Progress, Result, StoreError};
 use crate::buffer::AlignedBuffer;
 
 const STATE: &str = "state";
@@ -121,8 +123,9 @@ pub enum CommitAt {
 
 /// A body that arrived whole, held aside, not yet counted.
 pub trait StagedRange: Send {
-    /// Appends it under the upload's lock, and completes the upload when it is then full.
-    fn commit(self: Box<Self>, at: CommitAt) -> Result<Appended>;
+    /// Appends it under the upload's lock, and completes the upload when it is then full
+    /// (asking `approve` first).
+    fn commit(self: Box<Self>, at: CommitAt, approve: &Approve<'_>) -> Result<Appended>;
 }
 
 /// An upload's folder, open, with the folder it lives in (to remove it).
@@ -223,6 +226,7 @@ impl FsStore {
         key: &RangeKey,
         at: u64,
         body: &mut dyn Read,
+        approve: &Approve<'_>,
     ) -> Result<Appended> {
         let upload = self.existing_range_dir(key)?;
         let _lock = try_lock(&upload.dir)?;
@@ -247,7 +251,7 @@ impl FsStore {
         let copied = copied?;
         synced?;
         let offset = offset + copied.bytes;
-        let progress = self.complete_if_full(&upload, key, &state, offset)?;
+        let progress = self.complete_if_full(&upload, key, &state, offset, approve)?;
         Ok(Appended {
             offset,
             received: copied.bytes,
@@ -309,7 +313,11 @@ impl FsStore {
         Ok(Box::new(staged))
     }
 
-    pub(super) fn complete_range(&self, key: &RangeKey) -> Result<Option<Progress>> {
+    pub(super) fn complete_range(
+        &self,
+        key: &RangeKey,
+        approve: &Approve<'_>,
+    ) -> Result<Option<Progress>> {
         let upload = self.existing_range_dir(key)?;
         let Some(_lock) =
             UploadLock::try_acquire(&upload.dir).map_err(StoreError::io("locking the upload"))?
@@ -324,18 +332,23 @@ impl FsStore {
         let Some(offset) = data_size(dir)? else {
             return Err(StoreError::UnknownUpload);
         };
-        self.complete_if_full(&upload, key, &state, offset)
+        self.complete_if_full(&upload, key, &state, offset, approve)
             .map(Some)
     }
 
     pub(super) fn remove_range(&self, key: &RangeKey) -> Result<()> {
         let upload = self.existing_range_dir(key)?;
         let _lock = try_lock(&upload.dir)?;
+        read_state(upload.dir.as_fd(), key)?.ok_or(StoreError::UnknownUpload)?;
+        self.discard(key, &upload)
+    }
+
+    /// Removes every stored byte of the upload and its folder. Called under the lock.
+    fn discard(&self, key: &RangeKey, upload: &RangeDir) -> Result<()> {
         let dir = upload.dir.as_fd();
-        read_state(dir, key)?.ok_or(StoreError::UnknownUpload)?;
-        // An interrupted publish may have left the staging file; the published name (if any)
-        // keeps the finished file.
-        complete::remove_staging(self, &staging_name(key, &upload))?;
+        // An interrupted publish may have left the staging file (or an unapproved one its kept
+        // file); the published name (if any) keeps the finished file.
+        complete::remove_staging(self, &staging_name(key, upload))?;
         let fail = StoreError::io("removing the upload");
         let mut names = fsutil::list(dir).map_err(StoreError::io("removing the upload"))?;
         // The state last: until it is gone, the folder is still an upload.
@@ -357,13 +370,15 @@ impl FsStore {
         Ok(Some(done))
     }
 
-    /// Publishes the upload once its bytes reach its length. Called under the lock.
+    /// Publishes the upload once its bytes reach its length and `approve` accepts it; a refused
+    /// upload is removed whole. Called under the lock.
     fn complete_if_full(
         &self,
         upload: &RangeDir,
         key: &RangeKey,
         state: &RangeState,
         offset: u64,
+        approve: &Approve<'_>,
     ) -> Result<Progress> {
         if offset != state.length {
             return Ok(Progress::Incomplete);
@@ -375,17 +390,18 @@ impl FsStore {
             relative_path: state.relative_path.as_deref(),
             size: state.length,
         };
-        // The completion hook is not asked here yet: tus and blueimp files are published as
-        // soon as their bytes are all stored.
         let published = complete::publish(
             self,
             &target,
             |staging_dir, staging| copy_data(dir, staging_dir, staging, state.length),
-            &super::publish_always,
+            approve,
         )?;
         let completion = match published {
             complete::Published::Done(completion) => completion,
-            complete::Published::Rejected(reason) => return Ok(Progress::Rejected { reason }),
+            complete::Published::Rejected(reason) => {
+                self.discard(key, upload)?;
+                return Ok(Progress::Rejected { reason });
+            }
         };
         complete::write_completion(dir, COMPLETE, &completion)?;
         complete::remove_staging(self, &target.staging)?;
@@ -420,7 +436,7 @@ struct FsStagedRange {
 }
 
 impl StagedRange for FsStagedRange {
-    fn commit(mut self: Box<Self>, at: CommitAt) -> Result<Appended> {
+    fn commit(mut self: Box<Self>, at: CommitAt, approve: &Approve<'_>) -> Result<Appended> {
         self.file.take();
         let upload = &self.upload;
         let dir = upload.dir.as_fd();
@@ -478,7 +494,7 @@ impl StagedRange for FsStagedRange {
         let offset = offset + copied;
         let progress = self
             .store
-            .complete_if_full(upload, &self.key, &state, offset)?;
+            .complete_if_full(upload, &self.key, &state, offset, approve)?;
         Ok(Appended {
             offset,
             received: copied,
@@ -630,6 +646,7 @@ fn copy_limited(body: &mut dyn Read, out: &mut File, limit: u64) -> Result<Copie
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::publish_always;
     use std::fs;
 
     fn store() -> (tempfile::TempDir, FsStore) {
@@ -662,14 +679,16 @@ mod tests {
         let (root, store) = store();
         let key = tus("a");
         store.create_range(&key, &state(10)).unwrap();
-        let a = store.append_range(&key, 0, &mut &b"hello"[..]).unwrap();
+        let a = store
+            .append_range(&key, 0, &mut &b"hello"[..], &publish_always)
+            .unwrap();
         assert_eq!((a.offset, a.received), (5, 5));
         assert!(matches!(
-            store.append_range(&key, 3, &mut &b"xx"[..]),
+            store.append_range(&key, 3, &mut &b"xx"[..], &publish_always),
             Err(StoreError::OffsetMismatch { offset: 5 })
         ));
         let b = store
-            .append_range(&key, 5, &mut &b"worldEXTRA"[..])
+            .append_range(&key, 5, &mut &b"worldEXTRA"[..], &publish_always)
             .unwrap();
         assert!(b.overflow);
         assert!(matches!(b.progress, Progress::Completed(_)));
@@ -677,7 +696,9 @@ mod tests {
             fs::read(root.path().join("uploads/f.bin")).unwrap(),
             b"helloworld"
         );
-        let again = store.append_range(&key, 10, &mut &b""[..]).unwrap();
+        let again = store
+            .append_range(&key, 10, &mut &b""[..], &publish_always)
+            .unwrap();
         assert!(matches!(again.progress, Progress::AlreadyComplete(_)));
         let info = store.range_info(&key).unwrap().unwrap();
         assert_eq!(info.offset, 10);
@@ -694,13 +715,16 @@ mod tests {
         let upload = store.existing_range_dir(&key).unwrap();
         let held = try_lock(&upload.dir).unwrap();
         assert!(matches!(
-            store.append_range(&key, 0, &mut &b"x"[..]),
+            store.append_range(&key, 0, &mut &b"x"[..], &publish_always),
             Err(StoreError::Busy)
         ));
         assert!(matches!(store.remove_range(&key), Err(StoreError::Busy)));
         drop(held);
         assert_eq!(
-            store.append_range(&key, 0, &mut &b"x"[..]).unwrap().offset,
+            store
+                .append_range(&key, 0, &mut &b"x"[..], &publish_always)
+                .unwrap()
+                .offset,
             1
         );
     }
@@ -722,10 +746,13 @@ mod tests {
         let staged = store
             .stage_range(&key, true, &mut &b"abcd"[..], StageLen::Exact(4))
             .unwrap();
-        let done = staged.commit(CommitAt::StartOver(RangeState {
-            user: Some("u".into()),
-            ..state(6)
-        }));
+        let done = staged.commit(
+            CommitAt::StartOver(RangeState {
+                user: Some("u".into()),
+                ..state(6)
+            }),
+            &publish_always,
+        );
         assert_eq!(done.unwrap().offset, 4);
         let other_user = RangeKey {
             user: None,
@@ -740,17 +767,20 @@ mod tests {
             length: Some(7),
         };
         assert!(matches!(
-            staged.commit(wrong_length),
+            staged.commit(wrong_length, &publish_always),
             Err(StoreError::LengthMismatch { length: 6 })
         ));
         let staged = store
             .stage_range(&key, false, &mut &b"ef"[..], StageLen::Exact(2))
             .unwrap();
         let appended = staged
-            .commit(CommitAt::Append {
-                offset: 4,
-                length: Some(6),
-            })
+            .commit(
+                CommitAt::Append {
+                    offset: 4,
+                    length: Some(6),
+                },
+                &publish_always,
+            )
             .unwrap();
         assert!(matches!(appended.progress, Progress::Completed(_)));
         let mut leftovers: Vec<String> =
