@@ -253,7 +253,7 @@ fn run(stack: &Stack) {
     // No chunk data left: only the small completion records stay until cleanup.
     let left: Vec<String> = tree(&stack.temp_dir)
         .into_keys()
-        .filter(|k| !k.ends_with(".complete"))
+        .filter(|k| !common::kept_after_completion(k))
         .collect();
     assert!(
         failures.is_empty() && extra.is_empty() && left.is_empty(),
