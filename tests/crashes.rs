@@ -686,8 +686,10 @@ fn fcgi_send(worker: &common::fastcgi_client::Worker, request: &TestRequest) -> 
         match conn.request(1, false, &cgi_params(request, &[]), &request.body) {
             Ok(reply) => return reply.response(),
             Err(e)
-                if matches!(e.kind(), ErrorKind::Interrupted | ErrorKind::ConnectionReset)
-                    && attempt < 2 =>
+                if matches!(
+                    e.kind(),
+                    ErrorKind::Interrupted | ErrorKind::ConnectionReset
+                ) && attempt < 2 =>
             {
                 eprintln!(
                     "FastCGI reply failed ({e}); retrying the request. Worker log so far:\n{}",
