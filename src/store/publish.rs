@@ -34,11 +34,13 @@ impl Destination {
         filename: &str,
         relative_path: Option<&str>,
     ) -> Result<Destination> {
-        let (folders, name) = layout::published_path(filename, relative_path);
+        let (wanted, name) = layout::published_path(filename, relative_path);
         let mut dir = upload_root;
-        for folder in &folders {
-            dir = fsutil::ensure_dir(dir.as_fd(), folder, 0o777)
-                .map_err(StoreError::io("creating the folders of the published file"))?;
+        let mut folders = Vec::with_capacity(wanted.len());
+        for folder in &wanted {
+            let (opened, used) = free_folder(dir.as_fd(), folder)?;
+            dir = opened;
+            folders.push(used);
         }
         Ok(Destination { dir, folders, name })
     }
@@ -81,5 +83,63 @@ impl Destination {
     /// Makes the new name durable.
     pub(super) fn sync(&self) -> Result<()> {
         fsutil::sync_dir(&self.dir).map_err(StoreError::io("syncing the upload directory"))
+    }
+}
+
+/// Opens (creating it when missing) the folder `folder` of a published path, or, when a file
+/// already has that name, the first `folder (n)` that is a folder or free: a folder upload
+/// never fails, or touches what is there, because an earlier file took its folder's name. A
+/// symlink at the name is not a clash but a planted link, refused (never followed).
+fn free_folder(parent: BorrowedFd<'_>, folder: &str) -> Result<(OwnedFd, String)> {
+    for attempt in 0..MAX_NAME_ATTEMPTS {
+        let candidate = if attempt == 0 {
+            folder.to_string()
+        } else {
+            format!("{folder} ({attempt})")
+        };
+        match fsutil::ensure_dir(parent, &candidate, 0o777) {
+            Ok(dir) => return Ok((dir, candidate)),
+            Err(e)
+                if e.raw_os_error() == Some(libc::ENOTDIR)
+                    && !fsutil::is_symlink(parent, &candidate) =>
+            {
+                continue
+            }
+            Err(e) => return Err(StoreError::io("creating the folders of the published file")(e)),
+        }
+    }
+    Err(StoreError::NoFreeName(folder.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::fsutil::open_root;
+
+    #[test]
+    fn a_folder_whose_name_a_file_took_becomes_the_next_free_folder() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::write(root.path().join("album"), b"an earlier upload").unwrap();
+        std::fs::write(root.path().join("album (1)"), b"another one").unwrap();
+        std::fs::create_dir(root.path().join("album (2)")).unwrap();
+        let dest = Destination::open(
+            open_root(root.path()).unwrap(),
+            "b.jpg",
+            Some("album/b.jpg"),
+        )
+        .unwrap();
+        assert_eq!(dest.relative(&dest.name), "album (2)/b.jpg");
+        assert_eq!(
+            std::fs::read(root.path().join("album")).unwrap(),
+            b"an earlier upload"
+        );
+        // A folder that is there is used as it is.
+        let dest = Destination::open(
+            open_root(root.path()).unwrap(),
+            "c.jpg",
+            Some("album (2)/c.jpg"),
+        )
+        .unwrap();
+        assert_eq!(dest.relative(&dest.name), "album (2)/c.jpg");
     }
 }
