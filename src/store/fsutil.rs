@@ -70,6 +70,11 @@ fn create(parent: BorrowedFd<'_>, name: &str, how: OFlags) -> io::Result<File> {
     Ok(File::from(fd))
 }
 
+/// Opens a regular file read-write as it is, creating it when missing, refusing a symlink.
+pub fn open_or_create(parent: BorrowedFd<'_>, name: &str) -> io::Result<File> {
+    create(parent, name, OFlags::RDWR)
+}
+
 /// Opens a regular file for reading, refusing a symlink.
 pub fn open_read(parent: BorrowedFd<'_>, name: &str) -> io::Result<File> {
     let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;

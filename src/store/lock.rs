@@ -58,7 +58,7 @@ impl UploadLock {
         })?;
         Ok(UploadLock {
             file,
-            legacy: legacy,
+            legacy,
         })
     }
 
@@ -73,7 +73,7 @@ impl UploadLock {
         }
         Ok(Some(UploadLock {
             file,
-            legacy: legacy,
+            legacy,
         }))
     }
 }

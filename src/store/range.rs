@@ -374,6 +374,7 @@ impl FsStore {
             filename: &state.filename,
             relative_path: state.relative_path.as_deref(),
             size: state.length,
+            appended: false,
         };
         // The completion hook is not asked here yet: tus and blueimp files are published as
         // soon as their bytes are all stored.
