@@ -1,9 +1,31 @@
-//! Completion: coverage check, assembly with the kernel's copy, fsync, publishing under a free
-//! name without ever replacing a file, the completion record, and cleanup of the parts.
+//! Completion: coverage check, the last appends, fsync, publishing under a free name without
+//! ever replacing a file, the completion record, and cleanup of the parts.
+//!
+//! Before completion, as each chunk arrives (incremental.rs, under the upload lock, after the
+//! chunk's part is renamed into place), the parts that continue the upload's staging file are
+//! appended to it, their writeback started, and then removed. Part `n` starts at
+//! `(n − 1) · chunk size`, and its bytes are always in the staging file or in the part:
+//! a. a request killed before or in the middle of a copy leaves part `n` stored and the staging
+//!    file's size at or inside part `n`'s range: the next holder cuts it back to part `n`'s start
+//!    and appends part `n` again;
+//! b. killed after the copies, before or while removing the appended parts (in order): those
+//!    left are whole in the staging file, just below the next part, and the next holder removes
+//!    them;
+//! c. a chunk that does not continue the staging file (out of order) stays a part until the
+//!    request that fills the gap appends it, whichever process that is;
+//! d. a staging file that may be published already (a second link, a rename note, a file kept
+//!    for a hook that did not decide) is never appended to: step 2 or 3 below finds it;
+//! e. a staging file with no geometry file beside the parts is an earlier upload's under this
+//!    key: the first chunk of the new one removes it (a changed chunk size removes it too).
+//!    A power loss can only shorten the staging file (no filesystem shows a size beyond the
+//!    data written back); the chunks it loses are missing for the test request, and sent again.
 //!
 //! Crash safety, step by step (all under the upload lock):
-//! 1. the staging file is assembled and fsynced: a crash leaves a staging file with one link,
-//!    which the next attempt truncates and rebuilds;
+//! 1. the request whose appends reach the total keeps its parts, and fsyncs the staging file
+//!    (the appends started its writeback, so little is left to write): a crash leaves a
+//!    staging file with one link and its size, which the next attempt takes as it is; only the
+//!    completion hook's refusal removes it, never an error (a full disk), since the parts
+//!    before it are gone;
 //! 2. it is hard-linked to a free final name (link fails rather than replace): the final name
 //!    only ever shows a complete file;
 //! 3. the completion record is written (temp + rename): a crash between 2 and 3 leaves the

@@ -248,8 +248,9 @@ fn write_behind(file: &File, from: u64, to: u64) {
     }
 }
 
-/// How many bytes of the upload the staging file holds (0 when it has none, or may be
-/// published already), without the lock: for answering which chunks are stored.
+/// How many bytes of the upload the staging file holds (or the assembled file kept for a hook
+/// that did not decide; 0 when there is neither), without the lock: for answering which
+/// chunks are stored.
 pub(super) fn staged_bytes(store: &FsStore, staging: &str) -> Result<u64> {
     let root = store.upload_root()?;
     let folder = match fsutil::open_dir(root.as_fd(), super::complete::STAGING_DIR) {
@@ -257,12 +258,14 @@ pub(super) fn staged_bytes(store: &FsStore, staging: &str) -> Result<u64> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
         Err(e) => return Err(StoreError::io("opening the staging directory")(e)),
     };
-    match fsutil::identity(folder.as_fd(), staging)
-        .map_err(StoreError::io("looking at the staging file"))?
-    {
-        Some(found) if found.links == 1 => Ok(found.size),
-        _ => Ok(0),
+    for name in [staging.to_string(), super::complete::kept_name(staging)] {
+        if let Some(found) = fsutil::identity(folder.as_fd(), &name)
+            .map_err(StoreError::io("looking at the staging file"))?
+        {
+            return Ok(found.size);
+        }
     }
+    Ok(0)
 }
 
 #[cfg(test)]

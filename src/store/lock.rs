@@ -56,10 +56,7 @@ impl UploadLock {
             record_lock(&file, true)?;
             Ok(file)
         })?;
-        Ok(UploadLock {
-            file,
-            legacy,
-        })
+        Ok(UploadLock { file, legacy })
     }
 
     /// The lock if nobody holds it now, else `None` (the upload is busy).
@@ -71,10 +68,7 @@ impl UploadLock {
         if !record_lock(&file, false)? {
             return Ok(None);
         }
-        Ok(Some(UploadLock {
-            file,
-            legacy,
-        }))
+        Ok(Some(UploadLock { file, legacy }))
     }
 }
 

@@ -16,7 +16,8 @@
 //! Every change happens under the upload's lock (flock on its folder), taken without waiting:
 //! a second request for a busy upload is refused ([`StoreError::Busy`]) rather than queued, so
 //! two bodies never interleave. Completion (all under that lock, each step safe to interrupt,
-//! see complete.rs): the data is copied to the staging file and fsynced, linked to a free name,
+//! see complete.rs): the data gets the staging name (a second link, when the temp and upload
+//! dirs share a filesystem: no byte is copied; else a copy, fsynced), is linked to a free name,
 //! the record written, then the staging name and the data removed.
 
 use std::fs::File;
@@ -557,13 +558,30 @@ fn file_size(file: &File) -> Result<u64> {
         .map_err(StoreError::io("reading the upload's offset"))
 }
 
-/// Copies the finished data into the staging file with the kernel's copy, and fsyncs it.
+/// Gives the finished data its staging name: a second link when the temp and upload dirs share
+/// a filesystem (nothing copied, nothing to sync: every append was synced before its answer),
+/// else a copy with the kernel's copy, fsynced. A link leaves the staging file with two names
+/// before it is published; a retry after a crash there finds no published name with its inode
+/// (complete.rs) and links again.
 fn copy_data(
     dir: BorrowedFd<'_>,
     staging_dir: BorrowedFd<'_>,
     staging: &str,
     length: u64,
 ) -> Result<()> {
+    let probe = StoreError::io("looking at the staging file");
+    if fsutil::identity(staging_dir, staging)
+        .map_err(probe)?
+        .is_some()
+    {
+        fsutil::remove_file(staging_dir, staging)
+            .map_err(StoreError::io("removing a stale staging file"))?;
+    }
+    let size = fsutil::regular_file_size(dir, DATA)
+        .map_err(StoreError::io("opening the upload's data"))?;
+    if size == Some(length) && fsutil::link_no_replace(dir, DATA, staging_dir, staging).is_ok() {
+        return Ok(());
+    }
     let mut out = fsutil::create_truncate(staging_dir, staging)
         .map_err(StoreError::io("creating the staging file"))?;
     let mut input =
