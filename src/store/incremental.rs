@@ -81,7 +81,7 @@ fn advance_once(
 ) -> Result<Staged> {
     let chunk = geometry.chunk_size.max(1);
     let folder = staging_folder(store)?;
-    if publishing(folder.as_fd(), staging)? {
+    if publishing(folder.as_fd(), staging, geometry.total_size)? {
         return Ok(Staged::Publishing);
     }
     let part_size = |number: u64| {
@@ -115,8 +115,9 @@ fn advance_once(
         // Every part but the last is exactly the chunk size; the last ends at the total. A
         // part of any other size waits (a counted upload's last part, before its total is
         // recorded).
-        let fits = len == chunk && geometry.total_size.is_none_or(|t| end + len <= t)
-            || geometry.total_size == Some(end + len);
+        let reaches = end.saturating_add(len);
+        let fits = len == chunk && geometry.total_size.is_none_or(|t| reaches <= t)
+            || geometry.total_size == Some(reaches);
         if !fits || len == 0 {
             break;
         }
@@ -196,8 +197,9 @@ pub(super) fn resume_point(
 }
 
 /// A publish of this staging file may have begun: it has a second name (link), its inode
-/// was noted for a rename, or the assembled file is kept for a hook that did not decide.
-fn publishing(folder: BorrowedFd<'_>, staging: &str) -> Result<bool> {
+/// was noted for a rename, or the whole file is kept for a hook that did not decide (a kept
+/// file of another size is an earlier upload's, which the completion removes).
+fn publishing(folder: BorrowedFd<'_>, staging: &str, total_size: Option<u64>) -> Result<bool> {
     let probe = StoreError::io("looking at the staging file");
     if fsutil::identity(folder, staging)
         .map_err(probe)?
@@ -216,7 +218,7 @@ fn publishing(folder: BorrowedFd<'_>, staging: &str) -> Result<bool> {
     Ok(
         fsutil::identity(folder, &super::complete::kept_name(staging))
             .map_err(probe)?
-            .is_some(),
+            .is_some_and(|kept| Some(kept.size) == total_size),
     )
 }
 
@@ -271,12 +273,65 @@ pub(super) fn staged_bytes(store: &FsStore, staging: &str) -> Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
 
     fn point(size: u64, chunk: u64, parts: &[(u64, u64)]) -> (u64, u64) {
         resume_point(size, chunk, |n| {
             Ok(parts.iter().find(|(m, _)| *m == n).map(|(_, len)| *len))
         })
         .unwrap()
+    }
+
+    #[test]
+    fn parts_join_the_staging_file_in_order_whatever_order_they_come_in_and_a_killed_append_is_redone(
+    ) {
+        let temp = tempfile::tempdir().unwrap();
+        let uploads = tempfile::tempdir().unwrap();
+        let store = FsStore::new(temp.path(), uploads.path());
+        let upload = UploadDir {
+            dir: fsutil::open_root(temp.path()).unwrap(),
+            file_key: "f".into(),
+        };
+        let bytes: Vec<u8> = (0..35u8).collect();
+        // floor mode: parts of 10, 10, 15
+        let part = |n: u64, range: std::ops::Range<usize>| {
+            std::fs::write(temp.path().join(format!("f.part{n}")), &bytes[range]).unwrap()
+        };
+        let geometry = Geometry {
+            chunk_size: 10,
+            total_size: Some(35),
+        };
+        let staged =
+            |name: &str| std::fs::read(uploads.path().join(".resumable-staging").join(name));
+        let advance = || advance(&store, &upload, "s", geometry).unwrap();
+        // part 2 first: it waits
+        part(2, 10..20);
+        assert_eq!(advance(), Staged::Bytes(0));
+        assert!(staged("s").is_err(), "no staging file before part 1");
+        // part 1 fills the gap: both join, both go
+        part(1, 0..10);
+        assert_eq!(advance(), Staged::Bytes(20));
+        assert_eq!(staged("s").unwrap(), &bytes[..20]);
+        assert!(!temp.path().join("f.part1").exists() && !temp.path().join("f.part2").exists());
+        // a request killed inside part 3 left 4 of its bytes; the retry cuts back and completes,
+        // keeping the part for the completion's cleanup
+        part(3, 20..35);
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(uploads.path().join(".resumable-staging/s"))
+            .unwrap()
+            .write_all(&bytes[20..24])
+            .unwrap();
+        assert_eq!(advance(), Staged::Bytes(35));
+        assert_eq!(staged("s").unwrap(), bytes);
+        assert!(temp.path().join("f.part3").exists());
+        // a second name (published, record not written yet): nothing is touched
+        std::fs::hard_link(
+            uploads.path().join(".resumable-staging/s"),
+            uploads.path().join("published"),
+        )
+        .unwrap();
+        assert_eq!(advance(), Staged::Publishing);
     }
 
     #[test]
