@@ -336,9 +336,15 @@ fn glusterfs() -> Result<Volume, String> {
         let mount = root.join(format!("mount{}", i + 1));
         std::fs::create_dir_all(&mount).unwrap();
         volume.mounts.push(mount.clone());
+        // A chunked upload's staging file grows in place, appended by whichever node holds the
+        // lock, and becomes the published file: every node must see its size as of its last
+        // close when it opens it. GlusterFS's FUSE client keeps attributes for a second by
+        // default, so a node that saw the file small reads it short (README, "What the
+        // operator must provide").
         run(
             in_ns("mount")
-                .args(["-t", "glusterfs", &format!("{addr}:/{volname}")])
+                .args(["-t", "glusterfs", "-o", "attribute-timeout=0"])
+                .arg(format!("{addr}:/{volname}"))
                 .arg(&mount),
             "mount -t glusterfs",
         )?;

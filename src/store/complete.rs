@@ -400,10 +400,9 @@ fn first_free_name(target: &OwnedFd, name: &str) -> Result<String> {
 fn sync_staged(staging_dir: BorrowedFd<'_>, staging: &str, total_size: u64) -> Result<()> {
     let out = fsutil::open_write(staging_dir, staging)
         .map_err(StoreError::io("opening the assembled file"))?;
-    let size = out
-        .metadata()
+    let size = fsutil::fresh_regular_file_size(staging_dir, staging)
         .map_err(StoreError::io("opening the assembled file"))?
-        .len();
+        .unwrap_or(0);
     if size != total_size {
         return Err(StoreError::Io {
             op: "assembling the file",

@@ -127,6 +127,28 @@ pub fn regular_file_size(parent: BorrowedFd<'_>, name: &str) -> io::Result<Optio
     }
 }
 
+/// Like [`regular_file_size`], asking the filesystem's server rather than this host's cache
+/// (`AT_STATX_FORCE_SYNC`: FUSE and NFS clients cache attributes for a while, so a file another
+/// host appended to can show its old size; local filesystems answer as usual).
+pub fn fresh_regular_file_size(parent: BorrowedFd<'_>, name: &str) -> io::Result<Option<u64>> {
+    let flags = AtFlags::SYMLINK_NOFOLLOW | AtFlags::STATX_FORCE_SYNC;
+    match rfs::statx(
+        parent,
+        name,
+        flags,
+        rfs::StatxFlags::TYPE | rfs::StatxFlags::SIZE,
+    ) {
+        Ok(stat)
+            if rfs::FileType::from_raw_mode(u32::from(stat.stx_mode))
+                == rfs::FileType::RegularFile =>
+        {
+            Ok(Some(stat.stx_size))
+        }
+        Ok(_) | Err(rustix::io::Errno::NOENT) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Which file a name points at, and how many names it has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FileIdentity {

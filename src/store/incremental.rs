@@ -84,14 +84,15 @@ fn advance_once(
     if publishing(folder.as_fd(), staging, geometry.total_size)? {
         return Ok(Staged::Publishing);
     }
+    // Sizes from the server: another host may have appended, or removed parts, a moment ago.
     let part_size = |number: u64| {
-        fsutil::regular_file_size(
+        fsutil::fresh_regular_file_size(
             upload.dir.as_fd(),
             &layout::part_name(&upload.file_key, number),
         )
         .map_err(StoreError::io("checking which parts are stored"))
     };
-    let found = fsutil::regular_file_size(folder.as_fd(), staging)
+    let found = fsutil::fresh_regular_file_size(folder.as_fd(), staging)
         .map_err(StoreError::io("looking at the staging file"))?;
     let size = found.unwrap_or(0);
     if geometry.total_size == Some(size) && found.is_some() {
@@ -261,10 +262,10 @@ pub(super) fn staged_bytes(store: &FsStore, staging: &str) -> Result<u64> {
         Err(e) => return Err(StoreError::io("opening the staging directory")(e)),
     };
     for name in [staging.to_string(), super::complete::kept_name(staging)] {
-        if let Some(found) = fsutil::identity(folder.as_fd(), &name)
+        if let Some(size) = fsutil::fresh_regular_file_size(folder.as_fd(), &name)
             .map_err(StoreError::io("looking at the staging file"))?
         {
-            return Ok(found.size);
+            return Ok(size);
         }
     }
     Ok(0)
