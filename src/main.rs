@@ -63,7 +63,10 @@ fn list(json: bool, age: std::time::Duration) -> ExitCode {
         }
     };
     let entries = match resumable_cgi::store::listing::list(&config.temp_dir, age) {
-        Ok(entries) => entries,
+        Ok(mut entries) => {
+            resumable_cgi::store::listing::add_staged(&mut entries, &config.upload_dir);
+            entries
+        }
         Err(e) => {
             eprintln!(
                 "resumable-cgi list: cannot read the temp dir {}: {e}",

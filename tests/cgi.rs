@@ -168,19 +168,21 @@ fn an_upload_begun_under_the_php_script_finishes_here() {
         scenarios::assert_published(&cgi, &upload, &done),
         "holiday-video.mp4"
     );
-    // And the layout is the same in the other direction: our parts are where PHP looks.
+    // Parts are stored where PHP looks too, as long as they wait: a part that continues the
+    // upload's staging file is appended to it and removed (so an upload begun here cannot be
+    // finished by the PHP script), one that arrives ahead of a gap stays.
     let next = Upload::new(
         Client::Resumable,
         "report.pdf",
         pseudo_random(2100, 12),
         700,
     );
-    cgi.send(&next.chunk_request(1));
+    cgi.send(&next.chunk_request(2));
     assert!(cgi
         .dirs
         .temp
         .join(&next.identifier)
-        .join("report.pdf.part1")
+        .join("report.pdf.part2")
         .is_file());
 }
 

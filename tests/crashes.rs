@@ -35,9 +35,11 @@ const LIMIT: Duration = Duration::from_secs(30);
 /// A named point of the store, as the syscall whose entry it is. The sequence of the request
 /// that completes an upload (see src/store/complete.rs): write the body to the chunk's temp
 /// file; flock (the lock: the directory flock kept for earlier builds, then the record lock);
-/// renameat (chunk into place); copy_file_range per part; fsync (staging);
-/// linkat (publish); fsync (upload dir); fsync (record); renameat (record); unlinkat
-/// (staging); unlinkat (parts).
+/// renameat (chunk into place); copy_file_range per part still to append (usually its own);
+/// fsync (staging); linkat (publish); fsync (upload dir); fsync (record); renameat (record);
+/// unlinkat (staging); unlinkat (parts). An earlier chunk's request (src/store/incremental.rs):
+/// flock, renameat, copy_file_range per part that continues the staging file,
+/// sync_file_range (writeback), unlinkat per appended part.
 #[derive(Debug, Clone, Copy)]
 struct Point {
     name: &'static str,
@@ -45,56 +47,88 @@ struct Point {
     when: u32,
     /// Only the request that completes the upload reaches it.
     completing: bool,
+    /// Only a request that appends parts to the staging file before the upload is complete
+    /// reaches it (the request of chunk 1, sent before the last).
+    appends: bool,
 }
 
-const POINTS: [Point; 8] = [
+const POINTS: [Point; 11] = [
     Point {
         name: "after_chunk_write",
         syscall: "flock",
         when: 1,
         completing: false,
+        appends: false,
     },
     Point {
         name: "before_rename",
         syscall: "renameat",
         when: 1,
         completing: false,
+        appends: false,
     },
     Point {
-        name: "mid_assembly",
+        name: "mid_append",
         syscall: "copy_file_range",
-        when: 3,
+        when: 1,
+        completing: false,
+        appends: true,
+    },
+    Point {
+        name: "appended_before_writeback",
+        syscall: "sync_file_range",
+        when: 1,
+        completing: false,
+        appends: true,
+    },
+    Point {
+        name: "appended_before_removing_parts",
+        syscall: "unlinkat",
+        when: 1,
+        completing: false,
+        appends: true,
+    },
+    Point {
+        name: "completing_append",
+        syscall: "copy_file_range",
+        when: 1,
         completing: true,
+        appends: false,
     },
     Point {
         name: "assembled_before_publish",
         syscall: "linkat",
         when: 1,
         completing: true,
+        appends: false,
     },
     Point {
         name: "after_publish_before_record",
         syscall: "fsync",
         when: 2,
         completing: true,
+        appends: false,
     },
     Point {
         name: "record_written_before_rename",
         syscall: "renameat",
         when: 2,
         completing: true,
+        appends: false,
     },
     Point {
         name: "after_record_before_cleanup",
         syscall: "unlinkat",
         when: 1,
         completing: true,
+        appends: false,
     },
     Point {
         name: "mid_cleanup",
         syscall: "unlinkat",
         when: 3,
         completing: true,
+        appends: false,
     },
 ];
 
@@ -339,6 +373,8 @@ fn trial(fault: Fault, seed: u64, tally: &mut Tally) {
     };
     let victim = if completing {
         order.len() - 1
+    } else if matches!(fault, Fault::At(point) if point.appends) {
+        first_chunk_not_last(&mut order, 1)
     } else {
         rng.below(order.len() as u64) as usize
     };
@@ -428,6 +464,17 @@ fn trial(fault: Fault, seed: u64, tally: &mut Tally) {
     tally.trials += 1;
 }
 
+/// The position of chunk `first` (the chunk that always continues an empty staging file) in
+/// `order`, moved to the front when it was last (then it would complete the upload).
+fn first_chunk_not_last(order: &mut [u64], first: u64) -> usize {
+    let position = order.iter().position(|&n| n == first).expect("chunk 1");
+    if position + 1 < order.len() {
+        return position;
+    }
+    order.swap(position, 0);
+    0
+}
+
 fn run_fault(fault: Fault, count: usize, seed_base: u64) -> Tally {
     let mut tally = Tally::default();
     for i in 0..count {
@@ -490,6 +537,7 @@ fn counted_trial(fault: Fault, dialect: Dialect, seed: u64) -> usize {
     }
     let victim = match fault {
         Fault::At(point) if point.completing => order.len() - 1,
+        Fault::At(point) if point.appends => first_chunk_not_last(&mut order, 0),
         _ => rng.below(order.len() as u64) as usize,
     };
     let context = format!("{fault:?} seed {seed} {dialect:?} order {order:?}");
@@ -583,9 +631,11 @@ fn a_fastcgi_worker_killed_mid_request_and_restarted() {
     let per_point = trials(6);
     let mut seed = 200_000u64;
     let mut killed_count = 0;
+    // The victim is the completing request: points only an earlier chunk reaches are left out.
     let faults: Vec<Option<Point>> = POINTS
         .iter()
         .copied()
+        .filter(|point| !point.appends)
         .map(Some)
         .chain(std::iter::repeat_n(None, per_point))
         .collect();

@@ -336,9 +336,15 @@ fn glusterfs() -> Result<Volume, String> {
         let mount = root.join(format!("mount{}", i + 1));
         std::fs::create_dir_all(&mount).unwrap();
         volume.mounts.push(mount.clone());
+        // A chunked upload's staging file grows in place, appended by whichever node holds the
+        // lock, and becomes the published file: every node must see its size as of its last
+        // close when it opens it. GlusterFS's FUSE client keeps attributes for a second by
+        // default, so a node that saw the file small reads it short (README, "What the
+        // operator must provide").
         run(
             in_ns("mount")
-                .args(["-t", "glusterfs", &format!("{addr}:/{volname}")])
+                .args(["-t", "glusterfs", "-o", "attribute-timeout=0"])
+                .arg(format!("{addr}:/{volname}"))
                 .arg(&mount),
             "mount -t glusterfs",
         )?;
@@ -450,9 +456,10 @@ fn directory_flock_is_not_shared_but_the_record_lock_is(volume: &Volume) {
     std::fs::remove_dir_all(&upload).unwrap();
 }
 
-/// Node 1's worker is restarted under strace, which SIGKILLs it at its second
-/// `copy_file_range` (assembling the file); the client's retry of that chunk goes through nginx
-/// to a live node, which completes the upload from the parts on the shared volume.
+/// Node 1's worker is restarted under strace, which SIGKILLs it at its first
+/// `copy_file_range` (appending the last part to the staging file the other chunks' requests
+/// filled); the client's retry of that chunk goes through nginx to a live node, which completes
+/// the upload from the staging file and the part on the shared volumes.
 fn killed_mid_assembly_then_another_node_completes(cluster: &mut Cluster, volume: &Volume) {
     let name = volume.name;
     if !Path::new("/usr/bin/strace").exists() {
@@ -480,7 +487,7 @@ fn killed_mid_assembly_then_another_node_completes(cluster: &mut Cluster, volume
             "-e",
             "trace=copy_file_range",
             "-e",
-            "inject=copy_file_range:signal=SIGKILL:when=2",
+            "inject=copy_file_range:signal=SIGKILL:when=1",
         ],
     );
     let u = Upload::new(
@@ -490,8 +497,8 @@ fn killed_mid_assembly_then_another_node_completes(cluster: &mut Cluster, volume
         CHUNK,
     );
     let (origin, url) = (cluster.stack.origin(), cluster.stack.url.clone());
-    // the chunks before the last straight to node 2, the last one to node 1, which dies
-    // assembling
+    // the chunks before the last straight to node 2 (which appends them as they come), the
+    // last one to node 1, which dies appending it
     let node = |i: usize| Addr::Tcp(cluster.worker_addr(i).parse().unwrap());
     for k in 1..u.chunk_count() {
         let answer = node(1).connect().send(&u.chunk_request(k), false);

@@ -187,8 +187,9 @@ fn a_full_disk_during_assembly_is_a_503_and_completes_once_space_is_back() {
             CHUNK,
         );
         scenarios::upload_in_order(&cgi, &upload, &[1, 2, 3]);
-        // Room for the last chunk, not for the assembled file.
-        let filler = fill(&fs.dir, 2 * CHUNK + 16384);
+        // Room for the last chunk, not for appending it to the staging file (chunks 1-3 are
+        // there already: the stored chunks are appended as they arrive).
+        let filler = fill(&fs.dir, CHUNK + 16384);
         let run = cgi.run(&upload.chunk_request(4));
         expect_503(&run, &name);
         assert_no_partial_file(&cgi.dirs.uploads, &upload, &name);
@@ -348,7 +349,8 @@ fn an_upload_dir_that_vanishes_mid_upload_is_a_500_naming_it() {
     let cgi = Cgi::new();
     let upload = Upload::new(Client::Flow, "vanish.bin", pseudo_random(3000, 9), 1000);
     scenarios::upload_in_order(&cgi, &upload, &[1, 2]);
-    std::fs::remove_dir(&cgi.dirs.uploads).unwrap();
+    // Chunks 1 and 2 are in the upload dir's staging folder by now, and go with it.
+    std::fs::remove_dir_all(&cgi.dirs.uploads).unwrap();
     let path = cgi.dirs.uploads.to_string_lossy().into_owned();
     expect_500_naming(&cgi.run(&upload.chunk_request(3)), &path, "upload dir gone");
     // And the temp dir gone: the log names that one.
@@ -357,7 +359,11 @@ fn an_upload_dir_that_vanishes_mid_upload_is_a_500_naming_it() {
     let temp = other.dirs.temp.to_string_lossy().into_owned();
     expect_500_naming(&other.run(&upload.test_request(1)), &temp, "temp dir gone");
     std::fs::create_dir(&cgi.dirs.uploads).unwrap();
-    let done = cgi.send(&upload.chunk_request(3));
+    // The client's test requests find chunks 1 and 2 missing, and it sends them again.
+    for number in [1, 2] {
+        assert_eq!(cgi.send(&upload.test_request(number)).status, 204);
+    }
+    let done = scenarios::upload_in_order(&cgi, &upload, &[3, 1, 2]);
     assert_eq!(
         scenarios::assert_published(&cgi, &upload, &done),
         "vanish.bin"

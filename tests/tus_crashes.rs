@@ -28,15 +28,16 @@ const STRACE: &str = "/usr/bin/strace";
 const LIMIT: Duration = Duration::from_secs(30);
 
 /// Where a PATCH that completes its upload is killed (see the syscall sequence in
-/// src/store/range.rs): appending the body (write), making it durable (fdatasync), copying to
-/// the staging file (copy_file_range), publishing (linkat), syncing the upload dir (the second
-/// fsync), the record (renameat), the staging file's and the data's removal (unlinkat).
+/// src/store/range.rs): appending the body (write), making it durable (fdatasync), giving the
+/// data its staging name (the first linkat: temp and upload dirs share a filesystem here),
+/// publishing (the second linkat), syncing the upload dir (fsync), the record (renameat), the
+/// staging file's and the data's removal (unlinkat).
 const POINTS: [(&str, &str, u32); 8] = [
     ("mid_body", "write", 3),
     ("before_datasync", "fdatasync", 1),
-    ("mid_copy_to_staging", "copy_file_range", 1),
-    ("before_publish", "linkat", 1),
-    ("published_before_record", "fsync", 2),
+    ("before_staging_link", "linkat", 1),
+    ("before_publish", "linkat", 2),
+    ("published_before_record", "fsync", 1),
     ("record_before_rename", "renameat", 1),
     ("before_staging_removed", "unlinkat", 1),
     ("before_data_removed", "unlinkat", 2),

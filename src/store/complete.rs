@@ -1,9 +1,31 @@
-//! Completion: coverage check, assembly with the kernel's copy, fsync, publishing under a free
-//! name without ever replacing a file, the completion record, and cleanup of the parts.
+//! Completion: coverage check, the last appends, fsync, publishing under a free name without
+//! ever replacing a file, the completion record, and cleanup of the parts.
+//!
+//! Before completion, as each chunk arrives (incremental.rs, under the upload lock, after the
+//! chunk's part is renamed into place), the parts that continue the upload's staging file are
+//! appended to it, their writeback started, and then removed. Part `n` starts at
+//! `(n − 1) · chunk size`, and its bytes are always in the staging file or in the part:
+//! a. a request killed before or in the middle of a copy leaves part `n` stored and the staging
+//!    file's size at or inside part `n`'s range: the next holder cuts it back to part `n`'s start
+//!    and appends part `n` again;
+//! b. killed after the copies, before or while removing the appended parts (in order): those
+//!    left are whole in the staging file, just below the next part, and the next holder removes
+//!    them;
+//! c. a chunk that does not continue the staging file (out of order) stays a part until the
+//!    request that fills the gap appends it, whichever process that is;
+//! d. a staging file that may be published already (a second link, a rename note, a file kept
+//!    for a hook that did not decide) is never appended to: step 2 or 3 below finds it;
+//! e. a staging file with no geometry file beside the parts is an earlier upload's under this
+//!    key: the first chunk of the new one removes it (a changed chunk size removes it too).
+//!    A power loss can only shorten the staging file (no filesystem shows a size beyond the
+//!    data written back); the chunks it loses are missing for the test request, and sent again.
 //!
 //! Crash safety, step by step (all under the upload lock):
-//! 1. the staging file is assembled and fsynced: a crash leaves a staging file with one link,
-//!    which the next attempt truncates and rebuilds;
+//! 1. the request whose appends reach the total keeps its parts, and fsyncs the staging file
+//!    (the appends started its writeback, so little is left to write): a crash leaves a
+//!    staging file with one link and its size, which the next attempt takes as it is; only the
+//!    completion hook's refusal removes it, never an error (a full disk), since the parts
+//!    before it are gone;
 //! 2. it is hard-linked to a free final name (link fails rather than replace): the final name
 //!    only ever shows a complete file;
 //! 3. the completion record is written (temp + rename): a crash between 2 and 3 leaves the
@@ -15,12 +37,12 @@
 
 use std::fs;
 use std::io::{self, Read, Write};
-use std::num::NonZeroU64;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use serde::{Deserialize, Serialize};
 
+use super::incremental::{self, Geometry, Staged};
 use super::lock::UploadLock;
 use super::naming;
 use super::publish::{self, Destination, MAX_NAME_ATTEMPTS};
@@ -33,8 +55,6 @@ use super::{
 /// Folder of the upload dir where files are assembled before they get their final name.
 pub const STAGING_DIR: &str = ".resumable-staging";
 const MAX_RECORD_SIZE: u64 = 64 * 1024;
-/// How often an assembly is tried when the filesystem reports a transient error.
-const ASSEMBLY_ATTEMPTS: u32 = 5;
 
 /// A finished upload: where it was published, relative to the upload dir, its size, and what
 /// the approval step (the completion hook) gave back for the client.
@@ -90,13 +110,19 @@ pub(super) fn commit_and_complete(
             // old parts cannot be combined with the new ones, so the upload starts afresh.
             // Chunks still arriving keep their temporary files; only stored parts go.
             remove_stored_parts(&upload)?;
+            remove_staging(store, &staging_name(key))?;
             pending.publish()?;
             super::shape::record(&upload, key)?;
         }
         (None, Some(pending)) => {
             // The chunk first, so that its rename stays the request's first: a part stored
-            // without a geometry file is taken as it is, like the PHP script's parts.
+            // without a geometry file is taken as it is, like the PHP script's parts. A staging
+            // file without a geometry is no upload's under way (both go together): an earlier
+            // upload's under this name, and it goes.
             pending.publish()?;
+            if incremental::staged_bytes(store, &staging_name(key))? > 0 {
+                remove_staging(store, &staging_name(key))?;
+            }
             super::shape::record(&upload, key)?;
         }
         (Some(shape), None) if shape != Shape::of(key) => {
@@ -115,10 +141,15 @@ pub(super) fn complete_locked(
     key: &UploadKey,
     approve: &Approve<'_>,
 ) -> Result<Progress> {
-    let Some(parts) = covered_parts(upload, key)? else {
-        return Ok(Progress::Incomplete);
+    let geometry = Geometry {
+        chunk_size: key.chunk_size,
+        total_size: Some(key.total_size),
     };
-    match assemble_and_publish(store, upload, key, parts, approve)? {
+    match incremental::advance(store, upload, &staging_name(key), geometry)? {
+        Staged::Bytes(bytes) if bytes != key.total_size => return Ok(Progress::Incomplete),
+        Staged::Bytes(_) | Staged::Publishing => {}
+    }
+    match assemble_and_publish(store, key, approve)? {
         Published::Done(completion) => {
             write_record(upload, &completion)?;
             let completion = super::remote::finish(store, upload, completion)?;
@@ -141,10 +172,11 @@ pub(super) fn clean_finished(store: &FsStore, upload: &UploadDir, key: &UploadKe
 
 /// Sets aside what an earlier upload under this key left (its completion record, its stored
 /// parts and their shape), so that a new one begins. The published file stays. Under the lock.
-pub(super) fn discard(upload: &UploadDir) -> Result<()> {
+pub(super) fn discard(store: &FsStore, upload: &UploadDir, key: &UploadKey) -> Result<()> {
     fsutil::remove_file(upload.dir.as_fd(), &layout::record_name(&upload.file_key))
         .map_err(StoreError::io("removing an earlier completion record"))?;
     remove_stored_parts(upload)?;
+    remove_staging(store, &staging_name(key))?;
     super::shape::forget(upload)
 }
 
@@ -190,13 +222,14 @@ pub(super) fn finish(
         Progress::Incomplete | Progress::AlreadyComplete(_) => {}
     }
     let mut first = Vec::new();
+    let staged = incremental::staged_bytes(store, &staging_name(&key))?;
     for number in 1..=count {
         let start = (number - 1) * chunk_size;
         let expected = chunk_size.min(key.total_size - start);
         let part = layout::part_name(&upload.file_key, number);
         let found = fsutil::regular_file_size(upload.dir.as_fd(), &part)
             .map_err(StoreError::io("checking which parts are stored"))?;
-        if found != Some(expected) {
+        if found != Some(expected) && start + expected > staged {
             if first.len() == MISSING_LISTED {
                 return Ok(Finish::Missing { first, more: true });
             }
@@ -206,36 +239,9 @@ pub(super) fn finish(
     Ok(Finish::Missing { first, more: false })
 }
 
-/// The number of parts when parts 1..=n are all stored and together cover exactly
-/// `total_size`: every part but the last exactly `chunk_size`, the last ending at the total.
-/// Each part's size was checked against its position when it was stored.
-fn covered_parts(upload: &UploadDir, key: &UploadKey) -> Result<Option<u64>> {
-    let mut offset: u64 = 0;
-    let mut number: u64 = 1;
-    loop {
-        let part = layout::part_name(&upload.file_key, number);
-        let Some(size) = fsutil::regular_file_size(upload.dir.as_fd(), &part)
-            .map_err(StoreError::io("checking which parts are stored"))?
-        else {
-            return Ok(None);
-        };
-        let remaining = key.total_size - offset;
-        if size == remaining {
-            return Ok(Some(number));
-        }
-        if size != key.chunk_size || size > remaining || size == 0 {
-            return Ok(None);
-        }
-        offset += size;
-        number += 1;
-    }
-}
-
 fn assemble_and_publish(
     store: &FsStore,
-    upload: &UploadDir,
     key: &UploadKey,
-    parts: u64,
     approve: &Approve<'_>,
 ) -> Result<Published> {
     let target = Target {
@@ -243,23 +249,11 @@ fn assemble_and_publish(
         filename: &key.filename,
         relative_path: key.relative_path.as_deref(),
         size: key.total_size,
+        appended: true,
     };
-    // A network filesystem may call a part another client just renamed into place a stale
-    // handle for a moment (GlusterFS does): the assembly starts again.
-    let fill = |dir: BorrowedFd<'_>, name: &str| {
-        let mut attempt = 1;
-        loop {
-            match assemble(upload, parts, key.total_size, dir, name) {
-                Err(StoreError::Io { source, .. })
-                    if fsutil::is_transient(&source) && attempt < ASSEMBLY_ATTEMPTS =>
-                {
-                    std::thread::sleep(std::time::Duration::from_millis(20 * u64::from(attempt)));
-                    attempt += 1;
-                }
-                other => return other,
-            }
-        }
-    };
+    // The parts were appended as they came (incremental.rs): what is left is to make the
+    // staging file durable.
+    let fill = |dir: BorrowedFd<'_>, name: &str| sync_staged(dir, name, key.total_size);
     publish(store, &target, fill, approve)
 }
 
@@ -270,6 +264,10 @@ pub(super) struct Target<'a> {
     pub filename: &'a str,
     pub relative_path: Option<&'a str>,
     pub size: u64,
+    /// The staging file was assembled before this publish (incremental.rs): it holds parts
+    /// that no longer exist, so only the completion hook's refusal removes it, never a
+    /// failure (a full disk) that a retry gets past.
+    pub appended: bool,
 }
 
 /// Publishes an upload exactly once: `fill` writes (and fsyncs) its bytes into the staging
@@ -308,7 +306,7 @@ pub(super) fn publish(
     let mut guard = StagingGuard {
         dir: staging_dir.as_fd(),
         name: staging,
-        armed: true,
+        armed: !target.appended,
     };
     let kept = kept_name(staging);
     if !take_kept(staging_dir.as_fd(), &kept, staging, target.size)? {
@@ -329,7 +327,10 @@ pub(super) fn publish(
     let data = match approve(&assembled) {
         Ok(Approval::Publish { data }) => data,
         // The guard removes the file; the caller removes the parts.
-        Ok(Approval::Reject { reason }) => return Ok(Published::Rejected(reason)),
+        Ok(Approval::Reject { reason }) => {
+            guard.armed = true;
+            return Ok(Published::Rejected(reason));
+        }
         Err(e) => {
             // No decision: the server's fault, not the file's. The synced file is kept under a
             // name that says so, for the next attempt to take instead of assembling again.
@@ -352,7 +353,7 @@ pub(super) fn publish(
     }))
 }
 
-fn kept_name(staging: &str) -> String {
+pub(super) fn kept_name(staging: &str) -> String {
     let stem = staging.strip_suffix(".assembling").unwrap_or(staging);
     format!("{stem}.assembled")
 }
@@ -394,48 +395,22 @@ fn first_free_name(target: &OwnedFd, name: &str) -> Result<String> {
     Ok(name.to_string())
 }
 
-/// How much of the staging file is copied before its writeback is started (see [`assemble`]).
-const WRITE_BEHIND: u64 = 8 << 20;
-
-/// Concatenates the parts into the staging file with the kernel's copy (copy_file_range from
-/// std::io::copy between files; no part is read into memory) and fsyncs it.
-///
-/// Every WRITE_BEHIND bytes, writeback of what was just copied is started
-/// (`posix_fadvise(DONTNEED)`, which on Linux submits the range's dirty pages without waiting;
-/// pages under writeback stay cached). The disk then writes while the copy goes on, instead of
-/// all of it inside the final fsync (BENCHMARKS.md, assembly, measures the difference). Only
-/// a hint: its failure changes nothing, and the fsync below is what makes the file durable.
-fn assemble(
-    upload: &UploadDir,
-    parts: u64,
-    total_size: u64,
-    staging_dir: BorrowedFd<'_>,
-    staging: &str,
-) -> Result<()> {
-    let mut out = fsutil::create_truncate(staging_dir, staging)
-        .map_err(StoreError::io("creating the staging file"))?;
-    let mut written: u64 = 0;
-    let mut submitted: u64 = 0;
-    for number in 1..=parts {
-        let part = layout::part_name(&upload.file_key, number);
-        let mut input = fsutil::open_read(upload.dir.as_fd(), &part)
-            .map_err(StoreError::io("opening a part to assemble"))?;
-        written += io::copy(&mut input, &mut out).map_err(StoreError::io("assembling the file"))?;
-        if let Some(len) = NonZeroU64::new(written - submitted).filter(|n| n.get() >= WRITE_BEHIND)
-        {
-            let _ = rustix::fs::fadvise(&out, submitted, Some(len), rustix::fs::Advice::DontNeed);
-            submitted = written;
-        }
-    }
-    if written != total_size {
+/// Checks that the staging file holds the whole upload, and fsyncs it: little is left to
+/// write, since every append started its writeback.
+fn sync_staged(staging_dir: BorrowedFd<'_>, staging: &str, total_size: u64) -> Result<()> {
+    let out = fsutil::open_write(staging_dir, staging)
+        .map_err(StoreError::io("opening the assembled file"))?;
+    let size = fsutil::fresh_regular_file_size(staging_dir, staging)
+        .map_err(StoreError::io("opening the assembled file"))?
+        .unwrap_or(0);
+    if size != total_size {
         return Err(StoreError::Io {
             op: "assembling the file",
             source: io::Error::other(format!(
-                "the parts hold {written} bytes, expected {total_size}"
+                "the staging file holds {size} bytes, expected {total_size}"
             )),
         });
     }
-    out.flush().map_err(StoreError::io("assembling the file"))?;
     out.sync_all()
         .map_err(StoreError::io("syncing the assembled file"))
 }
@@ -489,7 +464,7 @@ impl Drop for StagingGuard<'_> {
     }
 }
 
-fn staging_name(key: &UploadKey) -> String {
+pub(super) fn staging_name(key: &UploadKey) -> String {
     layout::staging_name(&[
         key.user.as_deref().unwrap_or(""),
         &key.identifier,
@@ -497,8 +472,6 @@ fn staging_name(key: &UploadKey) -> String {
     ])
 }
 
-/// Removes the staging name of a published upload (the published name keeps the file), once
-/// the record exists. Nothing to do when there is none.
 /// Removes the staging name of a published upload (the published name keeps the file), once
 /// the record exists. Nothing to do when there is none.
 pub(super) fn remove_staging(store: &FsStore, staging: &str) -> Result<()> {

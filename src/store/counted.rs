@@ -4,6 +4,7 @@
 //! so that chunks stored by different processes always fit together.
 
 use super::complete::{self, Completion};
+use super::incremental::{self, Geometry};
 use super::lock::UploadLock;
 use super::shape::{self, Shape};
 use super::FsStore;
@@ -47,7 +48,7 @@ pub(super) fn commit(
     if begins || changed_chunk_size {
         // A new upload under this key, or the site now chunks this file differently: parts
         // stored before cannot be combined with this one.
-        complete::discard(&upload)?;
+        complete::discard(store, &upload, key)?;
         recorded = None;
     }
     let shape = resolve(place, size, recorded)?;
@@ -56,6 +57,12 @@ pub(super) fn commit(
         shape::record_shape(&upload, key, &shape)?;
     }
     let Some(total_size) = shape.total_size else {
+        // The parts whose place is known so far join the staging file now.
+        let geometry = Geometry {
+            chunk_size: shape.chunk_size,
+            total_size: None,
+        };
+        incremental::advance(store, &upload, &complete::staging_name(key), geometry)?;
         return Ok(Progress::Incomplete);
     };
     let key = UploadKey {

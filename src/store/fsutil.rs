@@ -70,6 +70,11 @@ fn create(parent: BorrowedFd<'_>, name: &str, how: OFlags) -> io::Result<File> {
     Ok(File::from(fd))
 }
 
+/// Opens a regular file read-write as it is, creating it when missing, refusing a symlink.
+pub fn open_or_create(parent: BorrowedFd<'_>, name: &str) -> io::Result<File> {
+    create(parent, name, OFlags::RDWR)
+}
+
 /// Opens a regular file for reading, refusing a symlink.
 pub fn open_read(parent: BorrowedFd<'_>, name: &str) -> io::Result<File> {
     let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
@@ -116,6 +121,28 @@ pub fn regular_file_size(parent: BorrowedFd<'_>, name: &str) -> io::Result<Optio
     match rfs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW) {
         Ok(stat) if rfs::FileType::from_raw_mode(stat.st_mode) == rfs::FileType::RegularFile => {
             Ok(Some(stat.st_size as u64))
+        }
+        Ok(_) | Err(rustix::io::Errno::NOENT) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Like [`regular_file_size`], asking the filesystem's server rather than this host's cache
+/// (`AT_STATX_FORCE_SYNC`: FUSE and NFS clients cache attributes for a while, so a file another
+/// host appended to can show its old size; local filesystems answer as usual).
+pub fn fresh_regular_file_size(parent: BorrowedFd<'_>, name: &str) -> io::Result<Option<u64>> {
+    let flags = AtFlags::SYMLINK_NOFOLLOW | AtFlags::STATX_FORCE_SYNC;
+    match rfs::statx(
+        parent,
+        name,
+        flags,
+        rfs::StatxFlags::TYPE | rfs::StatxFlags::SIZE,
+    ) {
+        Ok(stat)
+            if rfs::FileType::from_raw_mode(u32::from(stat.stx_mode))
+                == rfs::FileType::RegularFile =>
+        {
+            Ok(Some(stat.stx_size))
         }
         Ok(_) | Err(rustix::io::Errno::NOENT) => Ok(None),
         Err(e) => Err(e.into()),

@@ -53,7 +53,7 @@ pub struct InFlight {
     pub user: Option<String>,
     pub file: String,
     pub relative_path: Option<String>,
-    /// Bytes in stored parts.
+    /// Bytes in stored parts, and in the staging file once [`add_staged`] counted it.
     pub stored: u64,
     pub total: Option<u64>,
     pub chunk_size: Option<u64>,
@@ -110,6 +110,35 @@ pub fn list(temp_dir: &Path, max_age: Duration) -> io::Result<Vec<InFlight>> {
         (a.last_activity, &a.folder, &a.file).cmp(&(b.last_activity, &b.folder, &b.file))
     });
     Ok(found)
+}
+
+/// Counts what each chunked upload's staging file in `upload_dir` holds: its parts are
+/// appended there as they arrive, and removed (src/store/incremental.rs). Best effort: an
+/// upload dir that cannot be read adds nothing.
+pub fn add_staged(entries: &mut [InFlight], upload_dir: &Path) {
+    let Ok(root) = fsutil::open_root(upload_dir) else {
+        return;
+    };
+    let Ok(folder) = fsutil::open_dir(root.as_fd(), super::complete::STAGING_DIR) else {
+        return;
+    };
+    for entry in entries.iter_mut() {
+        if entry.client.is_none() || entry.state == State::Complete {
+            continue;
+        }
+        let user = entry.user.as_deref().unwrap_or("");
+        let name = super::layout::staging_name(&[user, &entry.identifier, &entry.file]);
+        let Ok(Some(found)) = fsutil::identity(folder.as_fd(), &name) else {
+            continue;
+        };
+        entry.stored = entry.stored.saturating_add(found.size);
+        if let Some(chunk) = entry.chunk_size.filter(|&chunk| chunk > 0) {
+            entry.parts += found.size / chunk;
+        }
+        if entry.state == State::Receiving && entry.total == Some(entry.stored) {
+            entry.state = State::Unpublished;
+        }
+    }
 }
 
 /// A real directory (not a symlink) that still exists, opened.

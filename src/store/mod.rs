@@ -6,6 +6,7 @@ pub mod cleanup;
 mod complete;
 mod counted;
 pub mod fsutil;
+mod incremental;
 pub mod layout;
 pub mod listing;
 mod lock;
@@ -566,7 +567,15 @@ impl UploadStore for FsStore {
         let part = layout::part_name(&upload.file_key, slot.number);
         let found = fsutil::regular_file_size(upload.dir.as_fd(), &part)
             .map_err(StoreError::io("looking for a part"))?;
-        Ok(found == Some(slot.size))
+        if found == Some(slot.size) {
+            return Ok(true);
+        }
+        // Appended to the staging file already (its part is gone).
+        let end = (slot.number.checked_sub(1))
+            .and_then(|before| before.checked_mul(key.chunk_size))
+            .and_then(|start| start.checked_add(slot.size));
+        let staged = incremental::staged_bytes(self, &complete::staging_name(key))?;
+        Ok(shape::recorded(&upload)?.is_some() && end.is_some_and(|end| end <= staged))
     }
 
     fn receive_chunk(&self, key: &UploadKey, slot: ChunkSlot, body: &mut dyn Read) -> ChunkReceipt {

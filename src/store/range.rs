@@ -13,13 +13,15 @@
 //! after fsync, so every byte an answer counts survives a power loss too (ext4, XFS and btrfs
 //! never show a size beyond the data written back).
 //!
-//! Every change happens under the upload's lock (flock on its folder), taken without waiting:
+//! Every change happens under the upload's lock (the record lock on its folder's lock file, lock.rs), taken without waiting:
 //! a second request for a busy upload is refused ([`StoreError::Busy`]) rather than queued, so
 //! two bodies never interleave. Completion (all under that lock, each step safe to interrupt,
-//! see complete.rs): the data is copied to the staging file and fsynced, the approval step (the
-//! completion hook) asked, the file linked to a free name, the record written, then the staging
-//! name and the data removed. A refused file goes with the whole upload folder; an approval that
-//! did not decide keeps the data and the assembled file for the next request to ask again.
+//! see complete.rs): the data gets the staging name (a second link, when the temp and upload
+//! dirs share a filesystem: no byte is copied; else a copy, fsynced), the approval step (the
+//! completion hook) is asked, the file linked to a free name, the record written, then the
+//! staging name and the data removed. A refused file goes with the whole upload folder; an
+//! approval that did not decide keeps the data and the assembled file for the next request to
+//! ask again.
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -389,6 +391,7 @@ impl FsStore {
             filename: &state.filename,
             relative_path: state.relative_path.as_deref(),
             size: state.length,
+            appended: false,
         };
         let published = complete::publish(
             self,
@@ -572,13 +575,30 @@ fn file_size(file: &File) -> Result<u64> {
         .map_err(StoreError::io("reading the upload's offset"))
 }
 
-/// Copies the finished data into the staging file with the kernel's copy, and fsyncs it.
+/// Gives the finished data its staging name: a second link when the temp and upload dirs share
+/// a filesystem (nothing copied, nothing to sync: every append was synced before its answer),
+/// else a copy with the kernel's copy, fsynced. A link leaves the staging file with two names
+/// before it is published; a retry after a crash there finds no published name with its inode
+/// (complete.rs) and links again.
 fn copy_data(
     dir: BorrowedFd<'_>,
     staging_dir: BorrowedFd<'_>,
     staging: &str,
     length: u64,
 ) -> Result<()> {
+    let probe = StoreError::io("looking at the staging file");
+    if fsutil::identity(staging_dir, staging)
+        .map_err(probe)?
+        .is_some()
+    {
+        fsutil::remove_file(staging_dir, staging)
+            .map_err(StoreError::io("removing a stale staging file"))?;
+    }
+    let size = fsutil::regular_file_size(dir, DATA)
+        .map_err(StoreError::io("opening the upload's data"))?;
+    if size == Some(length) && fsutil::link_no_replace(dir, DATA, staging_dir, staging).is_ok() {
+        return Ok(());
+    }
     let mut out = fsutil::create_truncate(staging_dir, staging)
         .map_err(StoreError::io("creating the staging file"))?;
     let mut input =
