@@ -480,14 +480,21 @@ pub fn snapshot(dir: &Path) -> BTreeMap<String, String> {
                 .unwrap()
                 .to_string_lossy()
                 .into_owned();
-            let meta = std::fs::symlink_metadata(&path).unwrap();
+            // A file the server removes while the walk passes (a staging file being published,
+            // a part being appended) is simply not there in this snapshot.
+            let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                continue;
+            };
             if meta.file_type().is_symlink() {
                 out.insert(rel, "symlink".into());
             } else if meta.is_dir() {
                 out.insert(format!("{rel}/"), "dir".into());
                 walk(base, &path, out);
-            } else {
-                out.insert(rel, sha256_file(&path));
+            } else if let Ok(mut file) = std::fs::File::open(&path) {
+                let mut hasher = sha256::Sha256Hex::default();
+                if std::io::copy(&mut file, &mut hasher).is_ok() {
+                    out.insert(rel, hasher.hex());
+                }
             }
         }
     }
