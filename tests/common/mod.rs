@@ -18,6 +18,7 @@ use std::process::{Command, Stdio};
 
 pub use process::Proc;
 pub use scratch::Scratch;
+#[allow(unused_imports)] // not every test crate hashes files
 pub use sha256::{sha256_file, sha256_hex};
 
 /// One HTTP-level request to the upload endpoint.
