@@ -39,6 +39,17 @@ use harness::read_lossy;
 
 const NODES: usize = 3;
 
+/// The GlusterFS client-side caches turned off on the test volume.
+const STRICT_GLUSTER_OPTIONS: &[&str] = &[
+    "performance.stat-prefetch",
+    "performance.write-behind",
+    "performance.quick-read",
+    "performance.io-cache",
+    "performance.read-ahead",
+    "performance.open-behind",
+    "performance.readdir-ahead",
+];
+
 fn files() -> usize {
     if std::env::var("RESUMABLE_STRESS").as_deref() == Ok("long") {
         60
@@ -321,6 +332,17 @@ fn glusterfs() -> Result<Volume, String> {
         ]),
         "gluster volume create",
     )?;
+    // The client-side caches answer stat and read from what this client saw, and write-behind
+    // (with flush-behind) lets close return before the bytes reach the brick: with them one
+    // node took the lock after another's append and saw the staging file at its old size, so
+    // an upload was never completed (1 run in 3). Shared files need them off (README, "What the
+    // operator must provide").
+    for option in STRICT_GLUSTER_OPTIONS {
+        run(
+            &mut cli(&["volume", "set", &volname, option, "off"]),
+            "gluster volume set",
+        )?;
+    }
     run(
         &mut cli(&["volume", "start", &volname]),
         "gluster volume start",
