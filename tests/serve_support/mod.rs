@@ -32,6 +32,8 @@ pub struct DevServer {
     temp: PathBuf,
     uploads: PathBuf,
     log: Arc<Mutex<String>>,
+    /// Copies the server's stderr into `log`; it ends when the server's stderr closes.
+    log_reader: Option<std::thread::JoinHandle<()>>,
     /// Kept so the scratch directory lives as long as the server.
     _dirs: Option<Dirs>,
 }
@@ -92,7 +94,7 @@ impl DevServer {
         let stdout = proc.child().stdout.take().expect("stdout");
         let stderr = proc.child().stderr.take().expect("stderr");
         let log = Arc::new(Mutex::new(String::new()));
-        {
+        let log_reader = {
             let log = Arc::clone(&log);
             std::thread::spawn(move || {
                 for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -100,8 +102,8 @@ impl DevServer {
                     log.push_str(&line);
                     log.push('\n');
                 }
-            });
-        }
+            })
+        };
         let (found, address) = mpsc::channel();
         std::thread::spawn(move || {
             let mut sent = false;
@@ -121,6 +123,7 @@ impl DevServer {
             temp: temp.to_path_buf(),
             uploads: uploads.to_path_buf(),
             log,
+            log_reader: Some(log_reader),
             _dirs: None,
         };
         let url = match address.recv_timeout(Duration::from_secs(20)) {
@@ -155,7 +158,18 @@ impl DevServer {
     pub fn stop_with(&mut self, signal: rustix::process::Signal) -> ExitStatus {
         assert!(self.proc.signal(signal), "signal the server");
         match self.proc.wait_timeout(Duration::from_secs(15)) {
-            Some(status) => status,
+            Some(status) => {
+                // The last lines it wrote are in the log only once the reader has seen the
+                // end of its stderr.
+                // (Bounded: a child it left running could hold its stderr open.)
+                if let Some(reader) = self.log_reader.take() {
+                    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+                    while !reader.is_finished() && std::time::Instant::now() < deadline {
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                }
+                status
+            }
             None => {
                 self.proc.kill();
                 panic!(
