@@ -587,20 +587,10 @@ fn check_installed() {
         .output()
         .is_ok()
     {
-        let out = Command::new("systemd-analyze")
-            .arg("verify")
-            .arg("/usr/lib/systemd/system/resumable-cgi.socket")
-            .arg("/usr/lib/systemd/system/resumable-cgi.service")
-            .output()
-            .unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(
-            out.status.success() && text.trim().is_empty(),
-            "systemd-analyze verify on the packaged units:\n{text}"
+        common::assert_units_verify(
+            Path::new("/usr/lib/systemd/system/resumable-cgi.socket"),
+            Path::new("/usr/lib/systemd/system/resumable-cgi.service"),
+            " on the packaged units",
         );
         eprintln!("deb: systemd-analyze verify on the installed units: clean");
     } else {

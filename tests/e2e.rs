@@ -150,20 +150,10 @@ fn e2e_systemd_units_verify() {
         eprintln!("e2e PENDING systemd units: systemd-analyze not installed; units untested here");
         return;
     }
-    let out = Command::new("systemd-analyze")
-        .arg("verify")
-        .arg(units.join("resumable-cgi.socket"))
-        .arg(units.join("resumable-cgi.service"))
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success() && text.trim().is_empty(),
-        "systemd-analyze verify:\n{text}"
+    common::assert_units_verify(
+        &units.join("resumable-cgi.socket"),
+        &units.join("resumable-cgi.service"),
+        "",
     );
 }
 

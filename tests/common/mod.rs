@@ -563,3 +563,22 @@ pub fn record_lock(upload_temp_dir: &Path, wait: bool) -> Option<std::fs::File> 
 pub fn kept_after_completion(path: &str) -> bool {
     path.ends_with(".complete") || path.ends_with(LOCK_FILE)
 }
+
+/// `systemd-analyze verify` on a socket unit and its service: it must succeed and say nothing.
+pub fn assert_units_verify(socket: &Path, service: &Path, what: &str) {
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(socket)
+        .arg(service)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && text.trim().is_empty(),
+        "systemd-analyze verify{what}:\n{text}"
+    );
+}
