@@ -18,6 +18,8 @@ pub struct PendingChunk {
     pub(super) dir: OwnedFd,
     pub(super) temp_name: String,
     pub(super) part_name: String,
+    /// The chunk's number, 1-based.
+    pub(super) number: u64,
     file: Option<File>,
     pub(super) received: u64,
     /// Removes the temporary file if a CGI process is ended by a signal mid-body.
@@ -46,6 +48,7 @@ impl PendingChunk {
             dir,
             temp_name,
             part_name,
+            number,
             file: Some(file),
             received: 0,
             _on_signal: on_signal,

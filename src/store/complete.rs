@@ -104,7 +104,19 @@ pub(super) fn commit_and_complete(
         return Ok(Progress::AlreadyComplete(done));
     }
     match (super::shape::recorded(&upload)?, pending) {
-        (Some(shape), Some(pending)) if shape == Shape::of(key) => pending.publish()?,
+        (Some(shape), Some(pending)) if shape == Shape::of(key) => {
+            // A re-sent chunk whose bytes the staging file already holds is not stored again:
+            // its part would only wait there to be removed, and removing a part the disk has
+            // written costs the request that does it a wait on the disk.
+            let end = (pending.number.saturating_sub(1))
+                .saturating_mul(key.chunk_size)
+                .saturating_add(pending.received);
+            if incremental::holds(store, &staging_name(key), end)? {
+                drop(pending);
+            } else {
+                pending.publish()?;
+            }
+        }
         (Some(_), Some(pending)) => {
             // The client now chunks this file differently (the site changed chunkSize): the
             // old parts cannot be combined with the new ones, so the upload starts afresh.

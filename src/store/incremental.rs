@@ -271,6 +271,22 @@ pub(super) fn staged_bytes(store: &FsStore, staging: &str) -> Result<u64> {
     Ok(0)
 }
 
+/// Whether the staging file holds at least the upload's first `end` bytes, all of them from
+/// whole parts: a killed append leaves bytes past the last whole part only inside the range of
+/// a part still stored, so a chunk ending at or before the file's end was appended whole. Under
+/// the upload lock, with the upload's geometry recorded (the staging file is this upload's).
+pub(super) fn holds(store: &FsStore, staging: &str, end: u64) -> Result<bool> {
+    let root = store.upload_root()?;
+    let folder = match fsutil::open_dir(root.as_fd(), super::complete::STAGING_DIR) {
+        Ok(folder) => folder,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(StoreError::io("opening the staging directory")(e)),
+    };
+    let size = fsutil::fresh_regular_file_size(folder.as_fd(), staging)
+        .map_err(StoreError::io("looking at the staging file"))?;
+    Ok(size.is_some_and(|size| end > 0 && end <= size))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

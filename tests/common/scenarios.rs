@@ -21,6 +21,10 @@ pub fn all() -> Vec<Scenario> {
         ),
         ("test_requests_track_state", test_requests_track_state),
         (
+            "a_resent_chunk_already_assembled_is_not_stored_again",
+            a_resent_chunk_already_assembled_is_not_stored_again,
+        ),
+        (
             "late_duplicate_recreates_nothing",
             late_duplicate_recreates_nothing,
         ),
@@ -198,6 +202,37 @@ fn test_requests_track_state(endpoint: &dyn Endpoint) {
         assert_eq!(after.json()["complete"], Value::Bool(true));
         assert_eq!(after.json()["file"], Value::from(file.clone()));
     }
+}
+
+/// Chunks that continue the upload are appended as they come and their parts removed; a
+/// client re-sending one of those (its answer was lost) gets success, and no part is stored
+/// again to wait for the completion's cleanup.
+fn a_resent_chunk_already_assembled_is_not_stored_again(endpoint: &dyn Endpoint) {
+    let upload = Upload::new(
+        Client::ResumableOctet,
+        "resent.bin",
+        pseudo_random(4 * 700, 6),
+        700,
+    );
+    let parts = || {
+        stored_files(endpoint.temp_dir())
+            .into_iter()
+            .filter(|path| path.contains("resent.bin.part"))
+            .collect::<Vec<_>>()
+    };
+    upload_in_order(endpoint, &upload, &[1, 2, 3]);
+    assert_eq!(parts(), Vec::<String>::new(), "appended parts are removed");
+    for number in [1, 2, 1] {
+        let again = endpoint.send(&upload.chunk_request(number));
+        assert_eq!(again.status, 200, "re-sent chunk {number}");
+        assert_eq!(again.json()["success"], Value::Bool(true));
+        assert_eq!(again.json()["complete"], Value::Bool(false));
+    }
+    assert_eq!(parts(), Vec::<String>::new(), "no re-sent part is stored");
+    assert_eq!(endpoint.send(&upload.test_request(2)).status, 200);
+    let done = upload_in_order(endpoint, &upload, &[4]);
+    assert_published(endpoint, &upload, &done);
+    assert_no_parts_left(endpoint);
 }
 
 fn late_duplicate_recreates_nothing(endpoint: &dyn Endpoint) {
