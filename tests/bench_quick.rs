@@ -19,7 +19,7 @@ fn bench_run_quick_writes_a_table() {
     let run = Command::new("python3")
         .arg(repo.join("bench/run"))
         .arg("--quick")
-        // Tools the test-dependency installer does not provide (wrk) leave their rows "not
+        // Tools the test-dependency installer does not provide leave their rows "not
         // measured" instead of failing the suite; the script names them and their install command.
         .arg("--skip-missing")
         .arg("--bin")
