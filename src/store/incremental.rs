@@ -151,6 +151,11 @@ fn advance_once(
         if !complete {
             write_behind(file, keep, end);
         }
+    } else if found.is_some() && !complete {
+        // Nothing continued it (a gap before this chunk): the staging file is still marked as
+        // in use, so that `cleanup` does not take it for an abandoned one while the chunks
+        // after the gap keep coming.
+        touch(folder.as_fd(), staging);
     }
     if !complete {
         // Parts appended whole by a request killed before it removed them, then this
@@ -221,6 +226,22 @@ fn publishing(folder: BorrowedFd<'_>, staging: &str, total_size: Option<u64>) ->
             .map_err(probe)?
             .is_some_and(|kept| Some(kept.size) == total_size),
     )
+}
+
+/// Sets the file's modification time to now. Only a hint for `cleanup`: an error changes
+/// nothing else.
+fn touch(folder: BorrowedFd<'_>, name: &str) {
+    let now = rustix::fs::Timestamps {
+        last_access: rustix::fs::Timespec {
+            tv_sec: 0,
+            tv_nsec: rustix::fs::UTIME_OMIT,
+        },
+        last_modification: rustix::fs::Timespec {
+            tv_sec: 0,
+            tv_nsec: rustix::fs::UTIME_NOW,
+        },
+    };
+    let _ = rustix::fs::utimensat(folder, name, &now, rustix::fs::AtFlags::SYMLINK_NOFOLLOW);
 }
 
 /// The staging file opened for writing at `at`, cut there first (a killed append's bytes).
@@ -349,6 +370,45 @@ mod tests {
         )
         .unwrap();
         assert_eq!(advance(), Staged::Publishing);
+    }
+
+    #[test]
+    fn a_staging_file_waiting_for_a_gap_is_not_taken_for_abandoned_while_chunks_come() {
+        let temp = tempfile::tempdir().unwrap();
+        let uploads = tempfile::tempdir().unwrap();
+        let store = FsStore::new(temp.path(), uploads.path());
+        let upload = UploadDir {
+            dir: fsutil::open_root(temp.path()).unwrap(),
+            file_key: "f".into(),
+        };
+        let geometry = Geometry {
+            chunk_size: 10,
+            total_size: Some(40),
+        };
+        std::fs::write(temp.path().join("f.part1"), [1u8; 10]).unwrap();
+        assert_eq!(
+            advance(&store, &upload, "s", geometry).unwrap(),
+            Staged::Bytes(10)
+        );
+        let staging = uploads.path().join(".resumable-staging/s");
+        let long_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+        std::fs::File::options()
+            .write(true)
+            .open(&staging)
+            .unwrap()
+            .set_modified(long_ago)
+            .unwrap();
+        // chunk 2 is missing; chunk 3 comes (its part waits) and keeps the staging file in use
+        std::fs::write(temp.path().join("f.part3"), [3u8; 10]).unwrap();
+        assert_eq!(
+            advance(&store, &upload, "s", geometry).unwrap(),
+            Staged::Bytes(10)
+        );
+        let report = store
+            .remove_abandoned(std::time::Duration::from_secs(3600))
+            .unwrap();
+        assert_eq!(report.staging_removed, 0);
+        assert_eq!(std::fs::read(&staging).unwrap(), [1u8; 10]);
     }
 
     #[test]
