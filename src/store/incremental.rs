@@ -272,15 +272,23 @@ fn write_behind(file: &File, from: u64, to: u64) {
     }
 }
 
+/// The upload dir's staging folder, or `None` before anything was ever staged, without
+/// creating it (for the questions asked without the lock).
+fn existing_staging_folder(store: &FsStore) -> Result<Option<OwnedFd>> {
+    let root = store.upload_root()?;
+    match fsutil::open_dir(root.as_fd(), super::complete::STAGING_DIR) {
+        Ok(folder) => Ok(Some(folder)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(StoreError::io("opening the staging directory")(e)),
+    }
+}
+
 /// How many bytes of the upload the staging file holds (or the assembled file kept for a hook
 /// that did not decide; 0 when there is neither), without the lock: for answering which
 /// chunks are stored.
 pub(super) fn staged_bytes(store: &FsStore, staging: &str) -> Result<u64> {
-    let root = store.upload_root()?;
-    let folder = match fsutil::open_dir(root.as_fd(), super::complete::STAGING_DIR) {
-        Ok(folder) => folder,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
-        Err(e) => return Err(StoreError::io("opening the staging directory")(e)),
+    let Some(folder) = existing_staging_folder(store)? else {
+        return Ok(0);
     };
     for name in [staging.to_string(), super::complete::kept_name(staging)] {
         if let Some(size) = fsutil::fresh_regular_file_size(folder.as_fd(), &name)
@@ -297,11 +305,8 @@ pub(super) fn staged_bytes(store: &FsStore, staging: &str) -> Result<u64> {
 /// a part still stored, so a chunk ending at or before the file's end was appended whole. Under
 /// the upload lock, with the upload's geometry recorded (the staging file is this upload's).
 pub(super) fn holds(store: &FsStore, staging: &str, end: u64) -> Result<bool> {
-    let root = store.upload_root()?;
-    let folder = match fsutil::open_dir(root.as_fd(), super::complete::STAGING_DIR) {
-        Ok(folder) => folder,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
-        Err(e) => return Err(StoreError::io("opening the staging directory")(e)),
+    let Some(folder) = existing_staging_folder(store)? else {
+        return Ok(false);
     };
     let size = fsutil::fresh_regular_file_size(folder.as_fd(), staging)
         .map_err(StoreError::io("looking at the staging file"))?;
@@ -313,6 +318,18 @@ mod tests {
     use super::*;
     use std::io::Write;
 
+    /// A temp dir holding upload `f`'s parts, an upload dir, and the store over both.
+    fn fixture() -> (tempfile::TempDir, tempfile::TempDir, FsStore, UploadDir) {
+        let temp = tempfile::tempdir().unwrap();
+        let uploads = tempfile::tempdir().unwrap();
+        let store = FsStore::new(temp.path(), uploads.path());
+        let upload = UploadDir {
+            dir: fsutil::open_root(temp.path()).unwrap(),
+            file_key: "f".into(),
+        };
+        (temp, uploads, store, upload)
+    }
+
     fn point(size: u64, chunk: u64, parts: &[(u64, u64)]) -> (u64, u64) {
         resume_point(size, chunk, |n| {
             Ok(parts.iter().find(|(m, _)| *m == n).map(|(_, len)| *len))
@@ -323,13 +340,7 @@ mod tests {
     #[test]
     fn parts_join_the_staging_file_in_order_whatever_order_they_come_in_and_a_killed_append_is_redone(
     ) {
-        let temp = tempfile::tempdir().unwrap();
-        let uploads = tempfile::tempdir().unwrap();
-        let store = FsStore::new(temp.path(), uploads.path());
-        let upload = UploadDir {
-            dir: fsutil::open_root(temp.path()).unwrap(),
-            file_key: "f".into(),
-        };
+        let (temp, uploads, store, upload) = fixture();
         let bytes: Vec<u8> = (0..35u8).collect();
         // floor mode: parts of 10, 10, 15
         let part = |n: u64, range: std::ops::Range<usize>| {
@@ -374,13 +385,7 @@ mod tests {
 
     #[test]
     fn a_staging_file_waiting_for_a_gap_is_not_taken_for_abandoned_while_chunks_come() {
-        let temp = tempfile::tempdir().unwrap();
-        let uploads = tempfile::tempdir().unwrap();
-        let store = FsStore::new(temp.path(), uploads.path());
-        let upload = UploadDir {
-            dir: fsutil::open_root(temp.path()).unwrap(),
-            file_key: "f".into(),
-        };
+        let (temp, uploads, store, upload) = fixture();
         let geometry = Geometry {
             chunk_size: 10,
             total_size: Some(40),
