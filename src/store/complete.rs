@@ -95,6 +95,7 @@ pub(super) fn commit_and_complete(
     };
     let _lock = UploadLock::acquire(&dir).map_err(StoreError::io("locking the upload"))?;
     let upload = UploadDir { dir, file_key };
+    let arriving = pending.as_ref().map(|p| p.number);
     if let Some(done) = read_record(&upload, key)? {
         // A late duplicate: nothing is recreated, and a cleanup a crash interrupted is finished
         // (a copy to the object store that a crash or an outage left undone included).
@@ -104,19 +105,7 @@ pub(super) fn commit_and_complete(
         return Ok(Progress::AlreadyComplete(done));
     }
     match (super::shape::recorded(&upload)?, pending) {
-        (Some(shape), Some(pending)) if shape == Shape::of(key) => {
-            // A re-sent chunk whose bytes the staging file already holds is not stored again:
-            // its part would only wait there to be removed, and removing a part the disk has
-            // written costs the request that does it a wait on the disk.
-            let end = (pending.number.saturating_sub(1))
-                .saturating_mul(key.chunk_size)
-                .saturating_add(pending.received);
-            if incremental::holds(store, &staging_name(key), end)? {
-                drop(pending);
-            } else {
-                pending.publish()?;
-            }
-        }
+        (Some(shape), Some(pending)) if shape == Shape::of(key) => pending.publish()?,
         (Some(_), Some(pending)) => {
             // The client now chunks this file differently (the site changed chunkSize): the
             // old parts cannot be combined with the new ones, so the upload starts afresh.
@@ -142,22 +131,23 @@ pub(super) fn commit_and_complete(
         }
         (_, None) => {}
     }
-    complete_locked(store, &upload, key, approve)
+    complete_locked(store, &upload, key, approve, arriving)
 }
 
 /// Under the upload lock, with the parts in place: assembles, publishes and records the upload
-/// if the parts cover it.
+/// if the parts cover it. `arriving`: the part this request stored, if any.
 pub(super) fn complete_locked(
     store: &FsStore,
     upload: &UploadDir,
     key: &UploadKey,
     approve: &Approve<'_>,
+    arriving: Option<u64>,
 ) -> Result<Progress> {
     let geometry = Geometry {
         chunk_size: key.chunk_size,
         total_size: Some(key.total_size),
     };
-    match incremental::advance(store, upload, &staging_name(key), geometry)? {
+    match incremental::advance(store, upload, &staging_name(key), geometry, arriving)? {
         Staged::Bytes(bytes) if bytes != key.total_size => return Ok(Progress::Incomplete),
         Staged::Bytes(_) | Staged::Publishing => {}
     }
@@ -228,7 +218,7 @@ pub(super) fn finish(
         chunk_size,
         ..key.clone()
     };
-    match complete_locked(store, &upload, &key, approve)? {
+    match complete_locked(store, &upload, &key, approve, None)? {
         Progress::Completed(done) => return Ok(Finish::Completed(done)),
         Progress::Rejected { reason } => return Ok(Finish::Rejected { reason }),
         Progress::Incomplete | Progress::AlreadyComplete(_) => {}

@@ -62,7 +62,7 @@ pub(super) fn commit(
             chunk_size: shape.chunk_size,
             total_size: None,
         };
-        incremental::advance(store, &upload, &complete::staging_name(key), geometry)?;
+        incremental::advance(store, &upload, &complete::staging_name(key), geometry, None)?;
         return Ok(Progress::Incomplete);
     };
     let key = UploadKey {
@@ -70,7 +70,7 @@ pub(super) fn commit(
         chunk_size: shape.chunk_size,
         ..key.clone()
     };
-    complete::complete_locked(store, &upload, &key, approve)
+    complete::complete_locked(store, &upload, &key, approve, None)
 }
 
 /// Whether chunk 1 of a client whose first chunk begins a new upload is the retry of a

@@ -49,19 +49,21 @@ const ATTEMPTS: u32 = 5;
 /// Appends to the staging file `staging` every stored part that continues it, and removes
 /// them, unless they complete the upload: the completing request keeps its parts until its
 /// record is written, like every part before this design, and its cleanup removes them all.
-/// Under the upload lock.
+/// `arriving` is the number of the part this request stored, if any: a re-sent chunk whose
+/// bytes the staging file already holds is removed again at once. Under the upload lock.
 pub(super) fn advance(
     store: &FsStore,
     upload: &UploadDir,
     staging: &str,
     geometry: Geometry,
+    arriving: Option<u64>,
 ) -> Result<Staged> {
     // A network filesystem may call a part another client just renamed into place a stale
     // handle for a moment (GlusterFS does): appending starts again, from the staging file's
     // size.
     let mut attempt = 1;
     loop {
-        match advance_once(store, upload, staging, geometry) {
+        match advance_once(store, upload, staging, geometry, arriving) {
             Err(StoreError::Io { source, .. })
                 if fsutil::is_transient(&source) && attempt < ATTEMPTS =>
             {
@@ -78,6 +80,7 @@ fn advance_once(
     upload: &UploadDir,
     staging: &str,
     geometry: Geometry,
+    arriving: Option<u64>,
 ) -> Result<Staged> {
     let chunk = geometry.chunk_size.max(1);
     let folder = staging_folder(store)?;
@@ -167,6 +170,14 @@ fn advance_once(
                 break;
             }
             covered.push(layout::part_name(&upload.file_key, earlier));
+        }
+        // A re-sent chunk further down, which the staging file already holds: left there, it
+        // would wait for the completion's cleanup, and removing it once the disk has written
+        // it costs a wait on the disk.
+        if let Some(resent) = arriving.filter(|&n| n + (covered.len() as u64) < first) {
+            if part_size(resent)?.is_some() {
+                covered.push(layout::part_name(&upload.file_key, resent));
+            }
         }
         for name in covered.iter().rev().chain(&appended) {
             fsutil::remove_file(upload.dir.as_fd(), name)
@@ -272,23 +283,15 @@ fn write_behind(file: &File, from: u64, to: u64) {
     }
 }
 
-/// The upload dir's staging folder, or `None` before anything was ever staged, without
-/// creating it (for the questions asked without the lock).
-fn existing_staging_folder(store: &FsStore) -> Result<Option<OwnedFd>> {
-    let root = store.upload_root()?;
-    match fsutil::open_dir(root.as_fd(), super::complete::STAGING_DIR) {
-        Ok(folder) => Ok(Some(folder)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(StoreError::io("opening the staging directory")(e)),
-    }
-}
-
 /// How many bytes of the upload the staging file holds (or the assembled file kept for a hook
 /// that did not decide; 0 when there is neither), without the lock: for answering which
 /// chunks are stored.
 pub(super) fn staged_bytes(store: &FsStore, staging: &str) -> Result<u64> {
-    let Some(folder) = existing_staging_folder(store)? else {
-        return Ok(0);
+    let root = store.upload_root()?;
+    let folder = match fsutil::open_dir(root.as_fd(), super::complete::STAGING_DIR) {
+        Ok(folder) => folder,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(StoreError::io("opening the staging directory")(e)),
     };
     for name in [staging.to_string(), super::complete::kept_name(staging)] {
         if let Some(size) = fsutil::fresh_regular_file_size(folder.as_fd(), &name)
@@ -298,19 +301,6 @@ pub(super) fn staged_bytes(store: &FsStore, staging: &str) -> Result<u64> {
         }
     }
     Ok(0)
-}
-
-/// Whether the staging file holds at least the upload's first `end` bytes, all of them from
-/// whole parts: a killed append leaves bytes past the last whole part only inside the range of
-/// a part still stored, so a chunk ending at or before the file's end was appended whole. Under
-/// the upload lock, with the upload's geometry recorded (the staging file is this upload's).
-pub(super) fn holds(store: &FsStore, staging: &str, end: u64) -> Result<bool> {
-    let Some(folder) = existing_staging_folder(store)? else {
-        return Ok(false);
-    };
-    let size = fsutil::fresh_regular_file_size(folder.as_fd(), staging)
-        .map_err(StoreError::io("looking at the staging file"))?;
-    Ok(size.is_some_and(|size| end > 0 && end <= size))
 }
 
 #[cfg(test)]
@@ -352,7 +342,7 @@ mod tests {
         };
         let staged =
             |name: &str| std::fs::read(uploads.path().join(".resumable-staging").join(name));
-        let advance = || advance(&store, &upload, "s", geometry).unwrap();
+        let advance = || advance(&store, &upload, "s", geometry, None).unwrap();
         // part 2 first: it waits
         part(2, 10..20);
         assert_eq!(advance(), Staged::Bytes(0));
@@ -392,7 +382,7 @@ mod tests {
         };
         std::fs::write(temp.path().join("f.part1"), [1u8; 10]).unwrap();
         assert_eq!(
-            advance(&store, &upload, "s", geometry).unwrap(),
+            advance(&store, &upload, "s", geometry, None).unwrap(),
             Staged::Bytes(10)
         );
         let staging = uploads.path().join(".resumable-staging/s");
@@ -406,7 +396,7 @@ mod tests {
         // chunk 2 is missing; chunk 3 comes (its part waits) and keeps the staging file in use
         std::fs::write(temp.path().join("f.part3"), [3u8; 10]).unwrap();
         assert_eq!(
-            advance(&store, &upload, "s", geometry).unwrap(),
+            advance(&store, &upload, "s", geometry, None).unwrap(),
             Staged::Bytes(10)
         );
         let report = store
