@@ -32,105 +32,152 @@ const STRACE: &str = "/usr/bin/strace";
 const CHUNK: u64 = 4096;
 const LIMIT: Duration = Duration::from_secs(30);
 
-/// A named point of the store, as the syscall whose entry it is. The sequence of the request
-/// that completes an upload (see src/store/complete.rs): write the body to the chunk's temp
-/// file; flock (the lock: the directory flock kept for earlier builds, then the record lock);
-/// renameat (chunk into place); copy_file_range per part still to append (usually its own);
-/// fsync (staging); linkat (publish); fsync (upload dir); fsync (record); renameat (record);
-/// unlinkat (staging); unlinkat (parts). An earlier chunk's request (src/store/incremental.rs):
-/// flock, renameat, copy_file_range per part that continues the staging file,
-/// sync_file_range (writeback), unlinkat per appended part.
+/// A named point of the store, as the syscall whose entry it is.
+///
+/// The request that stores an upload's first chunk (src/store/chunk.rs, complete.rs): write
+/// the body to the chunk's temp file; flock (the lock: the directory flock kept for earlier
+/// builds, then the record lock); renameat (chunk into place); renameat (the geometry file);
+/// if it is chunk 1, copy_file_range (appending it to the staging file), sync_file_range
+/// (writeback), unlinkat (the appended part).
+///
+/// A chunk that continues the staging file once the geometry is recorded (src/store/direct.rs):
+/// flock (lock), the staging file cut to where the chunk starts, flock (the lock let go, the
+/// chunk's claim kept), the body written into the staging file but its last byte, flock (lock
+/// again), the last byte, sync_file_range, then as every chunk: copy_file_range per stored part
+/// that continues it, sync_file_range, unlinkat per appended part. The request that completes
+/// the upload then: fsync (staging); linkat (publish); fsync (upload dir); fsync (record);
+/// renameat (record); unlinkat (staging); unlinkat (parts).
 #[derive(Debug, Clone, Copy)]
 struct Point {
     name: &'static str,
     syscall: &'static str,
     when: u32,
-    /// Only the request that completes the upload reaches it.
-    completing: bool,
-    /// Only a request that appends parts to the staging file before the upload is complete
-    /// reaches it (the request of chunk 1, sent before the last).
-    appends: bool,
+    victim: Victim,
 }
 
-const POINTS: [Point; 11] = [
+/// Which request of a trial is killed, and what the order of its chunks is made to be so that
+/// the request reaches the point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Victim {
+    /// The first request, any chunk: stored as a part.
+    First,
+    /// The first request, chunk 1: stored as a part, then appended to a new staging file.
+    FirstChunkFirst,
+    /// Chunk 2 right after chunk 1: written straight into the staging file, not completing.
+    Direct,
+    /// The last request, which completes the upload: written straight in, then the stored
+    /// parts after it appended (its chunk is never the last one).
+    Completing,
+}
+
+const POINTS: [Point; 15] = [
     Point {
         name: "after_chunk_write",
         syscall: "flock",
         when: 1,
-        completing: false,
-        appends: false,
+        victim: Victim::First,
     },
     Point {
         name: "before_rename",
         syscall: "renameat",
         when: 1,
-        completing: false,
-        appends: false,
+        victim: Victim::First,
     },
     Point {
         name: "mid_append",
         syscall: "copy_file_range",
         when: 1,
-        completing: false,
-        appends: true,
+        victim: Victim::FirstChunkFirst,
     },
     Point {
         name: "appended_before_writeback",
         syscall: "sync_file_range",
         when: 1,
-        completing: false,
-        appends: true,
+        victim: Victim::FirstChunkFirst,
     },
     Point {
         name: "appended_before_removing_parts",
         syscall: "unlinkat",
         when: 1,
-        completing: false,
-        appends: true,
+        victim: Victim::FirstChunkFirst,
+    },
+    Point {
+        name: "direct_claimed_before_body",
+        syscall: "flock",
+        when: 2,
+        victim: Victim::Direct,
+    },
+    Point {
+        name: "direct_body_before_last_byte",
+        syscall: "flock",
+        when: 3,
+        victim: Victim::Direct,
+    },
+    Point {
+        name: "direct_written_before_writeback",
+        syscall: "sync_file_range",
+        when: 1,
+        victim: Victim::Direct,
+    },
+    Point {
+        name: "completing_body_before_last_byte",
+        syscall: "flock",
+        when: 3,
+        victim: Victim::Completing,
     },
     Point {
         name: "completing_append",
         syscall: "copy_file_range",
         when: 1,
-        completing: true,
-        appends: false,
+        victim: Victim::Completing,
     },
     Point {
         name: "assembled_before_publish",
         syscall: "linkat",
         when: 1,
-        completing: true,
-        appends: false,
+        victim: Victim::Completing,
     },
     Point {
         name: "after_publish_before_record",
         syscall: "fsync",
         when: 2,
-        completing: true,
-        appends: false,
+        victim: Victim::Completing,
     },
     Point {
         name: "record_written_before_rename",
         syscall: "renameat",
-        when: 2,
-        completing: true,
-        appends: false,
+        when: 1,
+        victim: Victim::Completing,
     },
     Point {
         name: "after_record_before_cleanup",
         syscall: "unlinkat",
         when: 1,
-        completing: true,
-        appends: false,
+        victim: Victim::Completing,
     },
     Point {
         name: "mid_cleanup",
         syscall: "unlinkat",
         when: 3,
-        completing: true,
-        appends: false,
+        victim: Victim::Completing,
     },
 ];
+
+/// The points of a counted chunk's requests (src/store/counted.rs): a counted chunk is always
+/// stored as a part, so the points of a chunk written straight in are left out, and the
+/// request that completes the upload renames its own part into place before the record (the
+/// record is its second renameat).
+fn counted_points() -> Vec<Point> {
+    POINTS
+        .iter()
+        .filter(|point| point.victim != Victim::Direct)
+        .filter(|point| point.name != "completing_body_before_last_byte")
+        .map(|&point| match point.name {
+            "record_written_before_rename" => Point { when: 2, ..point },
+            _ => point,
+        })
+        .collect()
+}
 
 #[derive(Debug, Clone, Copy)]
 enum Fault {
@@ -216,7 +263,8 @@ fn kill_while_streaming(
         std::thread::sleep(Duration::from_micros(300));
     }
     let deadline = Instant::now() + LIMIT;
-    while !chunk_temp_file_started(&cgi.dirs.temp) {
+    let pid = child.pid;
+    while !chunk_temp_file_started(&cgi.dirs.temp) && !has_read(pid, cut) {
         if let Some(status) = child.try_wait() {
             let mut out = String::new();
             if let Some(mut stdout) = child.child().stdout.take() {
@@ -230,7 +278,7 @@ fn kill_while_streaming(
         }
         assert!(
             Instant::now() < deadline,
-            "{context}: the chunk's temp file never appeared: {:?}",
+            "{context}: the body was never taken in: {:?}",
             snapshot(&cgi.dirs.temp)
         );
         std::thread::sleep(Duration::from_micros(200));
@@ -253,6 +301,19 @@ fn closing_delimiter_len(body: &[u8]) -> usize {
     body.windows(4)
         .rposition(|w| w == b"\r\n--")
         .map_or(fallback, |at| body.len() - at)
+}
+
+/// Whether process `pid` has read at least `bytes` (`rchar`): it has taken in the part of the
+/// body sent so far, wherever it writes it (a chunk written straight into the staging file
+/// leaves no temp file to look for).
+fn has_read(pid: i32, bytes: usize) -> bool {
+    let Ok(io) = std::fs::read_to_string(format!("/proc/{pid}/io")) else {
+        return false;
+    };
+    io.lines()
+        .find_map(|line| line.strip_prefix("rchar:"))
+        .and_then(|value| value.trim().parse::<usize>().ok())
+        .is_some_and(|read| read >= bytes)
 }
 
 fn chunk_temp_file_started(temp: &Path) -> bool {
@@ -366,17 +427,16 @@ fn trial(fault: Fault, seed: u64, tally: &mut Tally) {
     let count = upload.chunk_count();
     let mut order: Vec<u64> = (1..=count).collect();
     rng.shuffle(&mut order);
-    let completing = match fault {
-        Fault::At(point) => point.completing,
-        Fault::WhileStreaming => false,
-        Fault::RandomTime => true,
-    };
-    let victim = if completing {
-        order.len() - 1
-    } else if matches!(fault, Fault::At(point) if point.appends) {
-        first_chunk_not_last(&mut order, 1)
-    } else {
-        rng.below(order.len() as u64) as usize
+    let victim = match fault {
+        Fault::At(point) => arrange(&mut order, point.victim),
+        Fault::RandomTime => order.len() - 1,
+        // Every other pair of trials sends the chunks in order, so that the victim's body is
+        // written straight into the staging file (the others mostly store parts).
+        Fault::WhileStreaming if (seed / 2).is_multiple_of(2) => {
+            order.sort_unstable();
+            1 + rng.below(order.len() as u64 - 1) as usize
+        }
+        Fault::WhileStreaming => rng.below(order.len() as u64) as usize,
     };
     // Half the trials retry the killed request at once; the others carry on and then resume
     // as a reloaded page does (test each chunk, upload what is missing).
@@ -464,6 +524,33 @@ fn trial(fault: Fault, seed: u64, tally: &mut Tally) {
     tally.trials += 1;
 }
 
+/// Orders the chunks of one trial so that the victim request reaches the points of `victim`,
+/// and answers its position.
+fn arrange(order: &mut Vec<u64>, victim: Victim) -> usize {
+    let count = order.len() as u64;
+    match victim {
+        Victim::First => 0,
+        Victim::FirstChunkFirst => {
+            order.retain(|&n| n != 1);
+            order.insert(0, 1);
+            0
+        }
+        Victim::Direct => {
+            order.retain(|&n| n > 2);
+            order.splice(0..0, [1, 2]);
+            1
+        }
+        Victim::Completing => {
+            // The last chunk comes before the completing one, as a stored part it appends.
+            let last = order.len() - 1;
+            if order[last] == count {
+                order.swap(last, 0);
+            }
+            last
+        }
+    }
+}
+
 /// The position of chunk `first` (the chunk that always continues an empty staging file) in
 /// `order`, moved to the front when it was last (then it would complete the upload).
 fn first_chunk_not_last(order: &mut [u64], first: u64) -> usize {
@@ -509,9 +596,9 @@ fn sigkill_at_every_named_point_then_the_client_recovers() {
 fn counted_chunks_killed_then_retried() {
     require_strace();
     let mut killed_count = 0;
-    let faults = POINTS
-        .iter()
-        .map(|point| Fault::At(*point))
+    let faults = counted_points()
+        .into_iter()
+        .map(Fault::At)
         .chain([Fault::WhileStreaming]);
     for (i, fault) in faults.enumerate() {
         for dialect in [Dialect::Dropzone, Dialect::Plupload] {
@@ -536,8 +623,10 @@ fn counted_trial(fault: Fault, dialect: Dialect, seed: u64) -> usize {
         rng.shuffle(&mut order);
     }
     let victim = match fault {
-        Fault::At(point) if point.completing => order.len() - 1,
-        Fault::At(point) if point.appends => first_chunk_not_last(&mut order, 0),
+        Fault::At(point) if point.victim == Victim::Completing => order.len() - 1,
+        Fault::At(point) if point.victim == Victim::FirstChunkFirst => {
+            first_chunk_not_last(&mut order, 0)
+        }
         _ => rng.below(order.len() as u64) as usize,
     };
     let context = format!("{fault:?} seed {seed} {dialect:?} order {order:?}");
@@ -635,7 +724,7 @@ fn a_fastcgi_worker_killed_mid_request_and_restarted() {
     let faults: Vec<Option<Point>> = POINTS
         .iter()
         .copied()
-        .filter(|point| !point.appends)
+        .filter(|point| point.victim == Victim::Completing)
         .map(Some)
         .chain(std::iter::repeat_n(None, per_point))
         .collect();
@@ -652,14 +741,16 @@ fn a_fastcgi_worker_killed_mid_request_and_restarted() {
                 upload.data.len() as u64,
                 upload.sha256(),
             );
+            // Every chunk but the one before the last: the victim writes it into the staging
+            // file, appends the last one's part, and completes the upload.
             let count = upload.chunk_count();
-            for number in 1..count {
+            for number in (1..=count).filter(|&n| n != count - 1) {
                 assert_eq!(
                     fcgi_send(&steady, &upload.chunk_request(number)).status,
                     200
                 );
             }
-            let request = upload.chunk_request(count);
+            let request = upload.chunk_request(count - 1);
             let mut victim = launch(fault);
             let bytes = request_bytes(1, false, &cgi_params(&request, &[]), &request.body);
             let mut conn = victim.connect();
@@ -685,8 +776,11 @@ fn a_fastcgi_worker_killed_mid_request_and_restarted() {
                         std::thread::sleep(Duration::from_micros(200));
                     }
                     let deadline = Instant::now() + LIMIT;
-                    while !chunk_temp_file_started(&shared.dirs.temp) {
-                        assert!(Instant::now() < deadline, "{context}: no temp file");
+                    while !has_read(victim.proc.pid, cut) {
+                        assert!(
+                            Instant::now() < deadline,
+                            "{context}: the body not taken in"
+                        );
                         std::thread::sleep(Duration::from_micros(200));
                     }
                     victim.proc.kill();

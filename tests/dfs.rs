@@ -519,16 +519,18 @@ fn killed_mid_assembly_then_another_node_completes(cluster: &mut Cluster, volume
         CHUNK,
     );
     let (origin, url) = (cluster.stack.origin(), cluster.stack.url.clone());
-    // the chunks before the last straight to node 2 (which appends them as they come), the
-    // last one to node 1, which dies appending it
+    // every chunk but the one before the last straight to node 2 (which appends them as they
+    // come; the last waits as a part), that one to node 1, which writes it into the staging
+    // file and dies appending the last part after it
     let node = |i: usize| Addr::Tcp(cluster.worker_addr(i).parse().unwrap());
-    for k in 1..u.chunk_count() {
+    let count = u.chunk_count();
+    for k in (1..=count).filter(|&k| k != count - 1) {
         let answer = node(1).connect().send(&u.chunk_request(k), false);
         assert_eq!(answer.status, 200, "{name}: chunk {k}: {:?}", answer.json());
     }
-    let last = u.chunk_request(u.chunk_count());
+    let completing = u.chunk_request(count - 1);
     let mut conn = node(0).connect();
-    let answer = conn.request(1, false, &cgi_params(&last, &[]), &last.body);
+    let answer = conn.request(1, false, &cgi_params(&completing, &[]), &completing.body);
     assert!(
         answer.is_err() || answer.as_ref().unwrap().response().status != 200,
         "{name}: node 1 answered the completing chunk instead of dying: {:?}",
@@ -540,7 +542,7 @@ fn killed_mid_assembly_then_another_node_completes(cluster: &mut Cluster, volume
         "{name}: published although killed mid-assembly"
     );
     // the client retries; nginx passes over the dead node
-    let (status, body) = send(&origin, &url, &last);
+    let (status, body) = send(&origin, &url, &completing);
     assert_eq!(status, 200, "{name}: retry: {body}");
     assert!(body.contains("\"complete\":true"), "{name}: {body}");
     let data = std::fs::read(uploads.join(&u.filename)).unwrap();

@@ -186,11 +186,12 @@ fn a_full_disk_during_assembly_is_a_503_and_completes_once_space_is_back() {
             pseudo_random(4 * CHUNK as usize + 1000, 2),
             CHUNK,
         );
-        scenarios::upload_in_order(&cgi, &upload, &[1, 2, 3]);
-        // Room for the last chunk, not for appending it to the staging file (chunks 1-3 are
-        // there already: the stored chunks are appended as they arrive).
+        // Chunk 4 waits as a part for chunk 3, which completes the upload: room for chunk 3
+        // (written straight into the staging file, where chunks 1 and 2 are already), not for
+        // appending part 4 after it.
+        scenarios::upload_in_order(&cgi, &upload, &[4, 1, 2]);
         let filler = fill(&fs.dir, CHUNK + 16384);
-        let run = cgi.run(&upload.chunk_request(4));
+        let run = cgi.run(&upload.chunk_request(3));
         expect_503(&run, &name);
         assert_no_partial_file(&cgi.dirs.uploads, &upload, &name);
         assert!(published_files(&cgi.dirs.uploads)

@@ -118,7 +118,7 @@ impl Drop for PendingChunk {
 /// Reading stops there, so a body that lies about its size costs at most one buffer more.
 pub(super) fn copy_bounded(
     body: &mut dyn Read,
-    file: &mut File,
+    file: &mut dyn Write,
     max: u64,
     op: &'static str,
 ) -> Result<u64> {

@@ -19,6 +19,9 @@
 //!    key: the first chunk of the new one removes it (a changed chunk size removes it too).
 //!    A power loss can only shorten the staging file (no filesystem shows a size beyond the
 //!    data written back); the chunks it loses are missing for the test request, and sent again.
+//! f. a chunk that continues the staging file once the geometry is recorded is written
+//!    straight into it and is never a part: direct.rs has its rules (its last byte, written
+//!    under the lock, is what makes it count; until then nobody else touches the staging file).
 //!
 //! Crash safety, step by step (all under the upload lock):
 //! 1. the request whose appends reach the total keeps its parts, and fsyncs the staging file
@@ -93,9 +96,24 @@ pub(super) fn commit_and_complete(
             None => return Ok(Progress::Incomplete),
         },
     };
-    let _lock = UploadLock::acquire(&dir).map_err(StoreError::io("locking the upload"))?;
-    let upload = UploadDir { dir, file_key };
     let arriving = pending.as_ref().map(|p| p.number);
+    let lock = loop {
+        let lock = UploadLock::acquire(&dir).map_err(StoreError::io("locking the upload"))?;
+        let writer = lock.direct_writer();
+        let writer = writer.map_err(StoreError::io("looking for a chunk being written"))?;
+        match arriving {
+            // A duplicate of the chunk another request is writing straight into the staging
+            // file: answered once that one has ended (direct.rs), so that its answer is never
+            // a success for a chunk the other request then fails to store.
+            Some(number) if writer == Some(number) => {
+                drop(lock);
+                UploadLock::wait_for_direct_writer(&dir, number)
+                    .map_err(StoreError::io("locking the upload"))?;
+            }
+            _ => break lock,
+        }
+    };
+    let upload = UploadDir { dir, file_key };
     if let Some(done) = read_record(&upload, key)? {
         // A late duplicate: nothing is recreated, and a cleanup a crash interrupted is finished
         // (a copy to the object store that a crash or an outage left undone included).
@@ -131,7 +149,7 @@ pub(super) fn commit_and_complete(
         }
         (_, None) => {}
     }
-    complete_locked(store, &upload, key, approve, arriving)
+    complete_locked(store, &upload, key, approve, &lock, arriving)
 }
 
 /// Under the upload lock, with the parts in place: assembles, publishes and records the upload
@@ -141,14 +159,16 @@ pub(super) fn complete_locked(
     upload: &UploadDir,
     key: &UploadKey,
     approve: &Approve<'_>,
+    lock: &UploadLock,
     arriving: Option<u64>,
 ) -> Result<Progress> {
     let geometry = Geometry {
         chunk_size: key.chunk_size,
         total_size: Some(key.total_size),
     };
-    match incremental::advance(store, upload, &staging_name(key), geometry, arriving)? {
+    match incremental::advance(store, upload, lock, &staging_name(key), geometry, arriving)? {
         Staged::Bytes(bytes) if bytes != key.total_size => return Ok(Progress::Incomplete),
+        Staged::Writing(_) => return Ok(Progress::Incomplete),
         Staged::Bytes(_) | Staged::Publishing => {}
     }
     match assemble_and_publish(store, key, approve)? {
@@ -197,7 +217,7 @@ pub(super) fn finish(
     let Some(upload) = store.upload_dir(key)? else {
         return Ok(nothing());
     };
-    let _lock = UploadLock::acquire(&upload.dir).map_err(StoreError::io("locking the upload"))?;
+    let lock = UploadLock::acquire(&upload.dir).map_err(StoreError::io("locking the upload"))?;
     if let Some(done) = read_record(&upload, key)? {
         clean_finished(store, &upload, key)?;
         return Ok(Finish::AlreadyComplete(done));
@@ -218,7 +238,7 @@ pub(super) fn finish(
         chunk_size,
         ..key.clone()
     };
-    match complete_locked(store, &upload, &key, approve, None)? {
+    match complete_locked(store, &upload, &key, approve, &lock, None)? {
         Progress::Completed(done) => return Ok(Finish::Completed(done)),
         Progress::Rejected { reason } => return Ok(Finish::Rejected { reason }),
         Progress::Incomplete | Progress::AlreadyComplete(_) => {}

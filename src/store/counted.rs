@@ -24,7 +24,7 @@ pub(super) fn commit(
         .dir
         .try_clone()
         .map_err(StoreError::io("reopening the upload's temp directory"))?;
-    let _lock = UploadLock::acquire(&dir).map_err(StoreError::io("locking the upload"))?;
+    let lock = UploadLock::acquire(&dir).map_err(StoreError::io("locking the upload"))?;
     let upload = UploadDir {
         dir,
         file_key: layout::file_key(&key.filename),
@@ -62,7 +62,8 @@ pub(super) fn commit(
             chunk_size: shape.chunk_size,
             total_size: None,
         };
-        incremental::advance(store, &upload, &complete::staging_name(key), geometry, None)?;
+        let staging = complete::staging_name(key);
+        incremental::advance(store, &upload, &lock, &staging, geometry, None)?;
         return Ok(Progress::Incomplete);
     };
     let key = UploadKey {
@@ -70,7 +71,7 @@ pub(super) fn commit(
         chunk_size: shape.chunk_size,
         ..key.clone()
     };
-    complete::complete_locked(store, &upload, &key, approve, None)
+    complete::complete_locked(store, &upload, &key, approve, &lock, None)
 }
 
 /// Whether chunk 1 of a client whose first chunk begins a new upload is the retry of a

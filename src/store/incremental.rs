@@ -11,6 +11,7 @@ use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
+use super::lock::UploadLock;
 use super::publish;
 use super::{fsutil, layout, naming, FsStore, Result, StoreError, UploadDir};
 
@@ -36,10 +37,13 @@ pub(super) enum Staged {
     /// of a rename, or it is kept for a hook that did not decide): nothing is appended, and the
     /// completion finds out.
     Publishing,
+    /// A request is writing this chunk straight into the staging file (direct.rs): nothing is
+    /// appended or removed until it ends.
+    Writing(u64),
 }
 
 /// Opens the upload dir's staging folder.
-fn staging_folder(store: &FsStore) -> Result<OwnedFd> {
+pub(super) fn staging_folder(store: &FsStore) -> Result<OwnedFd> {
     publish::staging_dir(&store.upload_root()?)
 }
 
@@ -54,10 +58,15 @@ const ATTEMPTS: u32 = 5;
 pub(super) fn advance(
     store: &FsStore,
     upload: &UploadDir,
+    lock: &UploadLock,
     staging: &str,
     geometry: Geometry,
     arriving: Option<u64>,
 ) -> Result<Staged> {
+    let writer = lock.direct_writer();
+    if let Some(number) = writer.map_err(StoreError::io("looking for a chunk being written"))? {
+        return Ok(Staged::Writing(number));
+    }
     // A network filesystem may call a part another client just renamed into place a stale
     // handle for a moment (GlusterFS does): appending starts again, from the staging file's
     // size.
@@ -87,14 +96,7 @@ fn advance_once(
     if publishing(folder.as_fd(), staging, geometry.total_size)? {
         return Ok(Staged::Publishing);
     }
-    // Sizes from the server: another host may have appended, or removed parts, a moment ago.
-    let part_size = |number: u64| {
-        fsutil::fresh_regular_file_size(
-            upload.dir.as_fd(),
-            &layout::part_name(&upload.file_key, number),
-        )
-        .map_err(StoreError::io("checking which parts are stored"))
-    };
+    let part_size = |number: u64| part_size(upload, number);
     let found = fsutil::fresh_regular_file_size(folder.as_fd(), staging)
         .map_err(StoreError::io("looking at the staging file"))?;
     let size = found.unwrap_or(0);
@@ -187,6 +189,16 @@ fn advance_once(
     Ok(Staged::Bytes(end))
 }
 
+/// The size of part `number`, if stored. From the server: another host may have appended, or
+/// removed parts, a moment ago.
+pub(super) fn part_size(upload: &UploadDir, number: u64) -> Result<Option<u64>> {
+    fsutil::fresh_regular_file_size(
+        upload.dir.as_fd(),
+        &layout::part_name(&upload.file_key, number),
+    )
+    .map_err(StoreError::io("checking which parts are stored"))
+}
+
 /// Where appending goes on in a staging file of `size` bytes: the bytes to keep and the
 /// number of the next part. A request killed while appending part `n` leaves a size inside
 /// part `n`'s range with part `n` still stored (it is removed only once appended whole): the
@@ -216,7 +228,11 @@ pub(super) fn resume_point(
 /// A publish of this staging file may have begun: it has a second name (link), its inode
 /// was noted for a rename, or the whole file is kept for a hook that did not decide (a kept
 /// file of another size is an earlier upload's, which the completion removes).
-fn publishing(folder: BorrowedFd<'_>, staging: &str, total_size: Option<u64>) -> Result<bool> {
+pub(super) fn publishing(
+    folder: BorrowedFd<'_>,
+    staging: &str,
+    total_size: Option<u64>,
+) -> Result<bool> {
     let probe = StoreError::io("looking at the staging file");
     if fsutil::identity(folder, staging)
         .map_err(probe)?
@@ -268,7 +284,7 @@ fn open_at(folder: BorrowedFd<'_>, staging: &str, at: u64) -> Result<File> {
 /// Starts writeback of the bytes just appended, and waits for that of the bytes more than
 /// [`WRITE_WINDOW`] behind the end. Only a hint to the kernel: an error (a filesystem without
 /// sync_file_range) changes nothing, and the completing request's fsync makes the file durable.
-fn write_behind(file: &File, from: u64, to: u64) {
+pub(super) fn write_behind(file: &File, from: u64, to: u64) {
     let fd = file.as_raw_fd();
     let start = libc::SYNC_FILE_RANGE_WRITE;
     let wait = libc::SYNC_FILE_RANGE_WAIT_BEFORE
@@ -342,7 +358,8 @@ mod tests {
         };
         let staged =
             |name: &str| std::fs::read(uploads.path().join(".resumable-staging").join(name));
-        let advance = || advance(&store, &upload, "s", geometry, None).unwrap();
+        let lock = UploadLock::acquire(&upload.dir).unwrap();
+        let advance = || advance(&store, &upload, &lock, "s", geometry, None).unwrap();
         // part 2 first: it waits
         part(2, 10..20);
         assert_eq!(advance(), Staged::Bytes(0));
@@ -381,8 +398,9 @@ mod tests {
             total_size: Some(40),
         };
         std::fs::write(temp.path().join("f.part1"), [1u8; 10]).unwrap();
+        let lock = UploadLock::acquire(&upload.dir).unwrap();
         assert_eq!(
-            advance(&store, &upload, "s", geometry, None).unwrap(),
+            advance(&store, &upload, &lock, "s", geometry, None).unwrap(),
             Staged::Bytes(10)
         );
         let staging = uploads.path().join(".resumable-staging/s");
@@ -396,7 +414,7 @@ mod tests {
         // chunk 2 is missing; chunk 3 comes (its part waits) and keeps the staging file in use
         std::fs::write(temp.path().join("f.part3"), [3u8; 10]).unwrap();
         assert_eq!(
-            advance(&store, &upload, "s", geometry, None).unwrap(),
+            advance(&store, &upload, &lock, "s", geometry, None).unwrap(),
             Staged::Bytes(10)
         );
         let report = store
@@ -404,6 +422,42 @@ mod tests {
             .unwrap();
         assert_eq!(report.staging_removed, 0);
         assert_eq!(std::fs::read(&staging).unwrap(), [1u8; 10]);
+    }
+
+    #[test]
+    fn nothing_is_appended_or_removed_while_a_chunk_is_written_straight_in() {
+        let (temp, uploads, store, upload) = fixture();
+        let geometry = Geometry {
+            chunk_size: 10,
+            total_size: Some(30),
+        };
+        std::fs::write(temp.path().join("f.part1"), [1u8; 10]).unwrap();
+        let lock = UploadLock::acquire(&upload.dir).unwrap();
+        let advance = || advance(&store, &upload, &lock, "s", geometry, None).unwrap();
+        assert_eq!(advance(), Staged::Bytes(10));
+        // chunk 2 is being written in (4 bytes so far) while part 3 arrives
+        let staging = uploads.path().join(".resumable-staging/s");
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&staging)
+            .unwrap();
+        file.write_all(&[2u8; 4]).unwrap();
+        std::fs::write(temp.path().join("f.part3"), [3u8; 10]).unwrap();
+        let claim = super::super::lock::DirectClaim::try_take(&upload.dir, 2)
+            .unwrap()
+            .unwrap();
+        assert_eq!(advance(), Staged::Writing(2));
+        assert_eq!(std::fs::metadata(&staging).unwrap().len(), 14);
+        assert!(temp.path().join("f.part3").exists());
+        // the writer fails and cuts its bytes; its retry comes as a part
+        file.set_len(10).unwrap();
+        drop(claim);
+        std::fs::write(temp.path().join("f.part2"), [2u8; 10]).unwrap();
+        assert_eq!(advance(), Staged::Bytes(30));
+        let mut expected = vec![1u8; 10];
+        expected.extend([2u8; 10]);
+        expected.extend([3u8; 10]);
+        assert_eq!(std::fs::read(&staging).unwrap(), expected);
     }
 
     #[test]

@@ -19,6 +19,14 @@
 //! and without `O_EXCL`, so a lock file left behind (by a crash, or simply kept, as it is until
 //! cleanup removes the upload's folder) never blocks anyone.
 //!
+//! Byte ranges: the upload lock is byte 0 of the lock file. A request writing chunk `n`
+//! straight into the staging file (direct.rs) holds byte `n` for as long as its body streams
+//! in, without the upload lock, so that the upload's other chunks are not held back by it;
+//! whoever holds the upload lock asks who holds a byte from 1 on ([`UploadLock::direct_writer`])
+//! and leaves the staging file alone meanwhile. [`UploadLock::try_acquire`] takes every byte:
+//! `cleanup` never takes an upload that a chunk is being written into. Builds before this one
+//! locked the whole file, so one of them waits for both kinds.
+//!
 //! Rolling upgrades: processes of earlier builds lock with `flock` on the directory only. So
 //! that one of them and one of this build never assemble the same upload at once while both
 //! run (on one host, where the earlier builds were correct), this build takes that `flock`
@@ -53,22 +61,84 @@ impl UploadLock {
         // A lock file another host is creating this instant can be refused for a moment.
         let file = fsutil::retry_transient(LOCK_ATTEMPTS, || {
             let file = open_lock_file(dir)?;
-            record_lock(&file, true)?;
+            record_lock(&file, UPLOAD_BYTE, true)?;
             Ok(file)
         })?;
         Ok(UploadLock { file, legacy })
     }
 
-    /// The lock if nobody holds it now, else `None` (the upload is busy).
+    /// The lock if nobody holds it now and no chunk is being written into the staging file,
+    /// else `None` (the upload is busy).
     pub fn try_acquire(dir: &OwnedFd) -> io::Result<Option<UploadLock>> {
         let Some(legacy) = legacy_dir_lock(dir, false)? else {
             return Ok(None);
         };
         let file = open_lock_file(dir)?;
-        if !record_lock(&file, false)? {
+        if !record_lock(&file, EVERY_BYTE, false)? {
             return Ok(None);
         }
         Ok(Some(UploadLock { file, legacy }))
+    }
+
+    /// The number of the chunk a request is writing straight into the staging file now, if
+    /// any. Asked under the upload lock, which a writer takes to begin and to end.
+    pub fn direct_writer(&self) -> io::Result<Option<u64>> {
+        // SAFETY: an all-zero `flock` is valid; see `set_record_lock`.
+        let mut request: libc::flock = unsafe { std::mem::zeroed() };
+        request.l_type = libc::F_WRLCK as libc::c_short;
+        request.l_whence = libc::SEEK_SET as libc::c_short;
+        request.l_start = 1;
+        // SAFETY: the descriptor is open for the duration of the call and `request` outlives it.
+        if unsafe { libc::fcntl(self.file.as_raw_fd(), libc::F_OFD_GETLK, &mut request) } == -1 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok((request.l_type != libc::F_UNLCK as libc::c_short).then_some(request.l_start as u64))
+    }
+
+    /// Waits until no request writes chunk `number` straight into the staging file. Called
+    /// without the upload lock, which that request needs to finish.
+    pub fn wait_for_direct_writer(dir: &OwnedFd, number: u64) -> io::Result<()> {
+        let file = open_lock_file(dir)?;
+        record_lock(&file, chunk_byte(number)?, true)?;
+        set_record_lock(&file, libc::F_UNLCK, libc::F_OFD_SETLK, chunk_byte(number)?)
+    }
+}
+
+/// A request's claim to write chunk `number` straight into the staging file: byte `number` of
+/// the lock file, on its own open file description, released when dropped (or by the kernel,
+/// or the filesystem's server, when its holder dies).
+pub struct DirectClaim {
+    file: File,
+    range: (i64, i64),
+}
+
+impl DirectClaim {
+    /// The claim, unless another request holds it. Taken under the upload lock, after
+    /// [`UploadLock::direct_writer`] found nobody.
+    pub fn try_take(dir: &OwnedFd, number: u64) -> io::Result<Option<DirectClaim>> {
+        let range = chunk_byte(number)?;
+        let file = open_lock_file(dir)?;
+        if !record_lock(&file, range, false)? {
+            return Ok(None);
+        }
+        Ok(Some(DirectClaim { file, range }))
+    }
+}
+
+impl Drop for DirectClaim {
+    fn drop(&mut self) {
+        let _ = set_record_lock(&self.file, libc::F_UNLCK, libc::F_OFD_SETLK, self.range);
+    }
+}
+
+/// Byte ranges of the lock file, as start and length (0: to the end, however it grows).
+const UPLOAD_BYTE: (i64, i64) = (0, 1);
+const EVERY_BYTE: (i64, i64) = (0, 0);
+
+fn chunk_byte(number: u64) -> io::Result<(i64, i64)> {
+    match i64::try_from(number) {
+        Ok(start) if start >= 1 => Ok((start, 1)),
+        _ => Err(io::Error::other(format!("no lock byte for chunk {number}"))),
     }
 }
 
@@ -77,7 +147,7 @@ impl Drop for UploadLock {
         // Closing the last descriptor of a description releases its locks too, but a thread
         // that forks (a hook, a CGI test) gives the child a descriptor of each until it execs:
         // unlock both explicitly, in the reverse order of taking them.
-        let _ = set_record_lock(&self.file, libc::F_UNLCK, libc::F_OFD_SETLK);
+        let _ = set_record_lock(&self.file, libc::F_UNLCK, libc::F_OFD_SETLK, EVERY_BYTE);
         if let Some(legacy) = &self.legacy {
             let _ = legacy.unlock();
         }
@@ -96,16 +166,16 @@ fn open_lock_file(dir: &OwnedFd) -> io::Result<File> {
     Ok(File::from(fd))
 }
 
-/// Takes the exclusive record lock over the whole file: waiting for it when `wait`, else
-/// answering `false` when someone else holds it.
-fn record_lock(file: &File, wait: bool) -> io::Result<bool> {
+/// Takes the exclusive record lock over `range`: waiting for it when `wait`, else answering
+/// `false` when someone else holds it.
+fn record_lock(file: &File, range: (i64, i64), wait: bool) -> io::Result<bool> {
     let command = if wait {
         libc::F_OFD_SETLKW
     } else {
         libc::F_OFD_SETLK
     };
     loop {
-        match set_record_lock(file, libc::F_WRLCK, command) {
+        match set_record_lock(file, libc::F_WRLCK, command, range) {
             Ok(()) => return Ok(true),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) if !wait && is_contended(&e) => return Ok(false),
@@ -114,12 +184,18 @@ fn record_lock(file: &File, wait: bool) -> io::Result<bool> {
     }
 }
 
-fn set_record_lock(file: &File, kind: libc::c_int, command: libc::c_int) -> io::Result<()> {
-    // SAFETY: an all-zero `flock` is valid: start 0 and length 0 cover the whole file however
-    // it grows, and an OFD lock requires l_pid to be 0.
+fn set_record_lock(
+    file: &File,
+    kind: libc::c_int,
+    command: libc::c_int,
+    (start, len): (i64, i64),
+) -> io::Result<()> {
+    // SAFETY: an all-zero `flock` is valid (an OFD lock requires l_pid to be 0).
     let mut request: libc::flock = unsafe { std::mem::zeroed() };
     request.l_type = kind as libc::c_short;
     request.l_whence = libc::SEEK_SET as libc::c_short;
+    request.l_start = start;
+    request.l_len = len;
     // SAFETY: the descriptor is open for the duration of the call and `request` outlives it.
     let result = unsafe { libc::fcntl(file.as_raw_fd(), command, &request) };
     if result == -1 {
@@ -187,9 +263,9 @@ mod tests {
         assert!(UploadLock::try_acquire(&fd).unwrap().is_none());
         // the record lock alone excludes a second description of this process
         let other = open_lock_file(&fd).unwrap();
-        assert!(!record_lock(&other, false).unwrap());
+        assert!(!record_lock(&other, UPLOAD_BYTE, false).unwrap());
         drop(held);
-        assert!(record_lock(&other, false).unwrap());
+        assert!(record_lock(&other, UPLOAD_BYTE, false).unwrap());
         drop(other);
         assert!(UploadLock::try_acquire(&fd).unwrap().is_some());
     }
@@ -225,6 +301,34 @@ mod tests {
         assert!(old_build.try_lock().is_err(), "this build holds it too");
         drop(held);
         assert!(old_build.try_lock().is_ok());
+    }
+
+    #[test]
+    fn a_chunk_written_straight_in_is_seen_under_the_lock_and_keeps_cleanup_away() {
+        let dir = tempfile::tempdir().unwrap();
+        let fd = open_root(dir.path()).unwrap();
+        let claim = DirectClaim::try_take(&fd, 7).unwrap().unwrap();
+        assert!(DirectClaim::try_take(&fd, 7).unwrap().is_none());
+        let held = UploadLock::acquire(&fd).unwrap();
+        assert_eq!(held.direct_writer().unwrap(), Some(7));
+        drop(held);
+        assert!(UploadLock::try_acquire(&fd).unwrap().is_none());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                UploadLock::wait_for_direct_writer(&fd, 7).unwrap();
+                tx.send(()).unwrap();
+            });
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            assert!(
+                rx.try_recv().is_err(),
+                "the wait ended while chunk 7 was written"
+            );
+            drop(claim);
+            rx.recv().unwrap();
+        });
+        let held = UploadLock::try_acquire(&fd).unwrap().unwrap();
+        assert_eq!(held.direct_writer().unwrap(), None);
     }
 
     #[test]

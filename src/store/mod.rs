@@ -5,6 +5,7 @@ mod chunk;
 pub mod cleanup;
 mod complete;
 mod counted;
+mod direct;
 pub mod fsutil;
 mod incremental;
 pub mod layout;
@@ -487,8 +488,27 @@ impl FsStore {
         place: Option<Place>,
         body: &mut dyn Read,
     ) -> Result<Box<dyn ReceivedChunk>> {
-        let mut pending = self.begin_chunk(key, number)?;
-        pending.write_sized(body, size)?;
+        // The upload dir must exist too, checked now so that a missing one is reported before
+        // the body is read.
+        self.upload_root()?;
+        let upload = self.create_upload_dir(key)?;
+        let direct = match (place, size) {
+            (None, BodySize::Exactly(expected)) => {
+                direct::begin(self, &upload, key, number, expected)
+            }
+            _ => None,
+        };
+        let pending = match direct {
+            Some(mut chunk) => {
+                chunk.write(body)?;
+                Pending::Direct(chunk)
+            }
+            None => {
+                let mut part = PendingChunk::create(upload.dir, &upload.file_key, number)?;
+                part.write_sized(body, size)?;
+                Pending::Part(part)
+            }
+        };
         Ok(Box::new(FsReceivedChunk {
             store: self.clone(),
             key: key.clone(),
@@ -496,29 +516,30 @@ impl FsStore {
             place,
         }))
     }
-
-    /// Starts receiving chunk `number`: a fresh temporary file beside its final name.
-    fn begin_chunk(&self, key: &UploadKey, number: u64) -> Result<PendingChunk> {
-        // The upload dir must exist too, checked now so that a missing one is reported before
-        // the body is read.
-        self.upload_root()?;
-        let upload = self.create_upload_dir(key)?;
-        PendingChunk::create(upload.dir, &upload.file_key, number)
-    }
 }
 
-/// A chunk of the filesystem store, in its temporary file beside the part's final name.
+/// A chunk of the filesystem store, received but not yet counted.
 struct FsReceivedChunk {
     store: FsStore,
     key: UploadKey,
-    pending: PendingChunk,
+    pending: Pending,
     /// Set for a counted chunk.
     place: Option<Place>,
 }
 
+/// Where a received chunk's bytes are: in the temporary file beside its part's final name, or
+/// (a chunk that continues the staging file) in the staging file already.
+enum Pending {
+    Part(PendingChunk),
+    Direct(direct::DirectChunk),
+}
+
 impl ReceivedChunk for FsReceivedChunk {
     fn size(&self) -> u64 {
-        self.pending.received
+        match &self.pending {
+            Pending::Part(part) => part.received,
+            Pending::Direct(chunk) => chunk.received,
+        }
     }
 
     fn commit(self: Box<Self>, approve: &Approve<'_>) -> Result<Progress> {
@@ -528,9 +549,14 @@ impl ReceivedChunk for FsReceivedChunk {
             pending,
             place,
         } = *self;
-        match place {
-            None => complete::commit_and_complete(&store, &key, Some(pending), approve),
-            Some(place) => counted::commit(&store, &key, pending, place, approve),
+        match (pending, place) {
+            (Pending::Direct(chunk), _) => chunk.commit(&store, &key, approve),
+            (Pending::Part(part), None) => {
+                complete::commit_and_complete(&store, &key, Some(part), approve)
+            }
+            (Pending::Part(part), Some(place)) => {
+                counted::commit(&store, &key, part, place, approve)
+            }
         }
     }
 }
