@@ -37,15 +37,15 @@ const LIMIT: Duration = Duration::from_secs(30);
 /// The request that stores an upload's first chunk (src/store/chunk.rs, complete.rs): write
 /// the body to the chunk's temp file; flock (the lock: the directory flock kept for earlier
 /// builds, then the record lock); renameat (chunk into place); renameat (the geometry file);
-/// if it is chunk 1, copy_file_range (appending it to the staging file), sync_file_range
-/// (writeback), unlinkat (the appended part).
+/// if it is chunk 1, copy_file_range (appending it to the staging file), unlinkat (the
+/// appended part). (Writeback is started only for bytes 32 MiB behind the end: never here.)
 ///
 /// A chunk that continues the staging file once the geometry is recorded (src/store/direct.rs):
 /// flock (lock), the staging file cut to where the chunk starts, flock (the lock let go, the
 /// chunk's claim kept), the body written into the staging file but its last byte, flock (lock
-/// again), the last byte, sync_file_range, then as every chunk: copy_file_range per stored part
-/// that continues it, sync_file_range, unlinkat per appended part. The request that completes
-/// the upload then: fsync (staging); linkat (publish); fsync (upload dir); fsync (record);
+/// again), the last byte, fcntl (the claim let go), then as every chunk: copy_file_range per
+/// stored part that continues it, unlinkat per appended part. The request that completes the
+/// upload then: fsync (staging); linkat (publish); fsync (upload dir); fsync (record);
 /// renameat (record); unlinkat (staging); unlinkat (parts).
 #[derive(Debug, Clone, Copy)]
 struct Point {
@@ -70,7 +70,7 @@ enum Victim {
     Completing,
 }
 
-const POINTS: [Point; 15] = [
+const POINTS: [Point; 14] = [
     Point {
         name: "after_chunk_write",
         syscall: "flock",
@@ -86,12 +86,6 @@ const POINTS: [Point; 15] = [
     Point {
         name: "mid_append",
         syscall: "copy_file_range",
-        when: 1,
-        victim: Victim::FirstChunkFirst,
-    },
-    Point {
-        name: "appended_before_writeback",
-        syscall: "sync_file_range",
         when: 1,
         victim: Victim::FirstChunkFirst,
     },
@@ -114,9 +108,11 @@ const POINTS: [Point; 15] = [
         victim: Victim::Direct,
     },
     Point {
-        name: "direct_written_before_writeback",
-        syscall: "sync_file_range",
-        when: 1,
+        // fcntl: 1 the lock, 2 who writes straight in, 3 the claim, 4 the lock let go, 5 the
+        // directory's descriptor duplicated, 6 the lock again, 7 the claim let go.
+        name: "direct_written_before_release",
+        syscall: "fcntl",
+        when: 7,
         victim: Victim::Direct,
     },
     Point {

@@ -3,7 +3,7 @@
 //!
 //! Before completion, as each chunk arrives (incremental.rs, under the upload lock, after the
 //! chunk's part is renamed into place), the parts that continue the upload's staging file are
-//! appended to it, their writeback started, and then removed. Part `n` starts at
+//! appended to it, the writeback of what lags behind started, and then removed. Part `n` starts at
 //! `(n − 1) · chunk size`, and its bytes are always in the staging file or in the part:
 //! a. a request killed before or in the middle of a copy leaves part `n` stored and the staging
 //!    file's size at or inside part `n`'s range: the next holder cuts it back to part `n`'s start
@@ -25,7 +25,7 @@
 //!
 //! Crash safety, step by step (all under the upload lock):
 //! 1. the request whose appends reach the total keeps its parts, and fsyncs the staging file
-//!    (the appends started its writeback, so little is left to write): a crash leaves a
+//!    (the appends started the writeback of all but its newest bytes): a crash leaves a
 //!    staging file with one link and its size, which the next attempt takes as it is; only the
 //!    completion hook's refusal removes it, never an error (a full disk), since the parts
 //!    before it are gone;
@@ -417,8 +417,8 @@ fn first_free_name(target: &OwnedFd, name: &str) -> Result<String> {
     Ok(name.to_string())
 }
 
-/// Checks that the staging file holds the whole upload, and fsyncs it: little is left to
-/// write, since every append started its writeback.
+/// Checks that the staging file holds the whole upload, and fsyncs it: at most the newest
+/// `WRITE_LAG` bytes and what is in flight are left to write (incremental.rs's write-behind).
 fn sync_staged(staging_dir: BorrowedFd<'_>, staging: &str, total_size: u64) -> Result<()> {
     let out = fsutil::open_write(staging_dir, staging)
         .map_err(StoreError::io("opening the assembled file"))?;

@@ -1,6 +1,6 @@
 //! Assembling as chunks arrive: under the upload lock, every stored part that continues the
-//! upload's staging file is appended to it (the kernel's copy), its writeback started, and the
-//! part removed, so that the request completing the upload only has its own chunk left to add.
+//! upload's staging file is appended to it (the kernel's copy), the writeback of what lags behind
+//! started, and the part removed, so that the request completing the upload only has its own chunk left to add.
 //!
 //! The staging file's size is the progress, and nothing else records it: part `n` starts at
 //! `(n − 1) · chunk size`, and a part is removed only after all of its bytes were appended. So
@@ -19,6 +19,12 @@ use super::{fsutil, layout, naming, FsStore, Result, StoreError, UploadDir};
 /// bytes older than this to be on disk, so that a client sending faster than the disk writes
 /// is slowed down chunk by chunk rather than all at once in the completing request's fsync.
 pub(super) const WRITE_WINDOW: u64 = 64 << 20;
+
+/// How far behind the end writeback starts: the newest bytes stay in the page cache for the
+/// kernel (an upload smaller than this is written back by the completing request's fsync
+/// alone), so a chunk's request does not spend its time submitting its own bytes to the disk;
+/// the completing request's fsync has at most this much, and what is in flight, left to write.
+pub(super) const WRITE_LAG: u64 = WRITE_WINDOW / 2;
 
 /// What the upload's parts are known to look like.
 #[derive(Debug, Clone, Copy)]
@@ -281,18 +287,22 @@ fn open_at(folder: BorrowedFd<'_>, staging: &str, at: u64) -> Result<File> {
     Ok(file)
 }
 
-/// Starts writeback of the bytes just appended, and waits for that of the bytes more than
-/// [`WRITE_WINDOW`] behind the end. Only a hint to the kernel: an error (a filesystem without
-/// sync_file_range) changes nothing, and the completing request's fsync makes the file durable.
+/// Bytes `from..to` were just written: starts writeback of the bytes that this moved more than
+/// [`WRITE_LAG`] behind the end, and waits for that of the bytes more than [`WRITE_WINDOW`]
+/// behind. Only a hint to the kernel: an error (a filesystem without sync_file_range) changes
+/// nothing, and the completing request's fsync makes the file durable.
 pub(super) fn write_behind(file: &File, from: u64, to: u64) {
     let fd = file.as_raw_fd();
     let start = libc::SYNC_FILE_RANGE_WRITE;
     let wait = libc::SYNC_FILE_RANGE_WAIT_BEFORE
         | libc::SYNC_FILE_RANGE_WRITE
         | libc::SYNC_FILE_RANGE_WAIT_AFTER;
+    let (begin, end) = (from.saturating_sub(WRITE_LAG), to.saturating_sub(WRITE_LAG));
     // SAFETY: plain syscalls on a descriptor open for the duration of the calls.
     unsafe {
-        libc::sync_file_range(fd, from as i64, (to - from) as i64, start);
+        if end > begin {
+            libc::sync_file_range(fd, begin as i64, (end - begin) as i64, start);
+        }
         if let Some(old) = to.checked_sub(WRITE_WINDOW).filter(|&old| old > 0) {
             libc::sync_file_range(fd, 0, old as i64, wait);
         }
