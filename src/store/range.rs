@@ -1,11 +1,13 @@
 //! Byte-range uploads (tus, blueimp): one data file per upload that grows by appending at its
 //! end, a small state record beside it, and completion through the shared publish.
 //!
-//!     TEMP_DIR/[~user-<hash>/]~tus-<id>/            a tus upload (~range-<hash>/ for blueimp)
-//!         state      JSON: length, file name, relative path, metadata, user
-//!         data       the bytes received so far: the upload's offset IS this file's size
-//!         complete   completion record (published name, size), once published
-//!         .stage.<pid>-<seq>.tmp   a body held aside until it is checked (checksum, multipart)
+//! ```text
+//! TEMP_DIR/[~user-<hash>/]~tus-<id>/            a tus upload (~range-<hash>/ for blueimp)
+//!     state      JSON: length, file name, relative path, metadata, user
+//!     data       the bytes received so far: the upload's offset IS this file's size
+//!     complete   completion record (published name, size), once published
+//!     .stage.<pid>-<seq>.tmp   a body held aside until it is checked (checksum, multipart)
+//! ```
 //!
 //! The offset is the data file's size and nothing else, so it can never disagree with the
 //! bytes: appends only ever write at the end, and a process killed mid-write leaves exactly the
