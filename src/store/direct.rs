@@ -22,7 +22,7 @@
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 
 use super::chunk::copy_bounded;
@@ -39,6 +39,9 @@ use super::{
 /// the staging file back to where the chunk starts.
 pub struct DirectChunk {
     upload: UploadDir,
+    /// The staging folder and the staging file's name in it.
+    folder: OwnedFd,
+    staging: String,
     number: u64,
     /// Where the chunk starts in the file, and its length.
     start: u64,
@@ -143,6 +146,8 @@ fn try_begin(
             dir,
             file_key: upload.file_key.clone(),
         },
+        folder,
+        staging,
         number,
         start,
         expected,
@@ -194,7 +199,7 @@ impl DirectChunk {
             return Ok(Progress::Incomplete);
         };
         let end = self.start + self.expected;
-        if !self.still_written_into(store, key, &file)? {
+        if !self.still_written_into(&file)? {
             drop(lock);
             let part = self.into_part(file)?;
             return complete::commit_and_complete(store, key, Some(part), approve);
@@ -212,12 +217,11 @@ impl DirectChunk {
 
     /// The staging file is still the one this chunk is written into, holding all of it but
     /// its last byte.
-    fn still_written_into(&self, store: &FsStore, key: &UploadKey, file: &File) -> Result<bool> {
+    fn still_written_into(&self, file: &File) -> Result<bool> {
         let probe = StoreError::io("looking at the staging file");
         let ours = rustix::fs::fstat(file).map_err(|e| probe(e.into()))?;
-        let folder = incremental::staging_folder(store)?;
         let probe = StoreError::io("looking at the staging file");
-        let named = fsutil::identity(folder.as_fd(), &staging_name(key)).map_err(probe)?;
+        let named = fsutil::identity(self.folder.as_fd(), &self.staging).map_err(probe)?;
         Ok(named.is_some_and(|named| {
             named.device == ours.st_dev
                 && named.inode == ours.st_ino
