@@ -99,13 +99,14 @@ pub(super) fn commit_and_complete(
     let arriving = pending.as_ref().map(|p| p.number);
     let lock = loop {
         let lock = UploadLock::acquire(&dir).map_err(StoreError::io("locking the upload"))?;
+        let Some(number) = arriving else { break lock };
         let writer = lock.direct_writer();
         let writer = writer.map_err(StoreError::io("looking for a chunk being written"))?;
-        match arriving {
+        match writer {
             // A duplicate of the chunk another request is writing straight into the staging
             // file: answered once that one has ended (direct.rs), so that its answer is never
             // a success for a chunk the other request then fails to store.
-            Some(number) if writer == Some(number) => {
+            Some(writing) if writing == number => {
                 drop(lock);
                 UploadLock::wait_for_direct_writer(&dir, number)
                     .map_err(StoreError::io("locking the upload"))?;

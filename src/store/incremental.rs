@@ -1,6 +1,7 @@
 //! Assembling as chunks arrive: under the upload lock, every stored part that continues the
-//! upload's staging file is appended to it (the kernel's copy), the writeback of what lags behind
-//! started, and the part removed, so that the request completing the upload only has its own chunk left to add.
+//! upload's staging file is appended to it (the kernel's copy), the writeback of what lags
+//! behind started, and the part removed, so that the request completing the upload only has its
+//! own chunk left to add.
 //!
 //! The staging file's size is the progress, and nothing else records it: part `n` starts at
 //! `(n − 1) · chunk size`, and a part is removed only after all of its bytes were appended. So

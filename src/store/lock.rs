@@ -83,16 +83,8 @@ impl UploadLock {
     /// The number of the chunk a request is writing straight into the staging file now, if
     /// any. Asked under the upload lock, which a writer takes to begin and to end.
     pub fn direct_writer(&self) -> io::Result<Option<u64>> {
-        // SAFETY: an all-zero `flock` is valid; see `set_record_lock`.
-        let mut request: libc::flock = unsafe { std::mem::zeroed() };
-        request.l_type = libc::F_WRLCK as libc::c_short;
-        request.l_whence = libc::SEEK_SET as libc::c_short;
-        request.l_start = 1;
-        // SAFETY: the descriptor is open for the duration of the call and `request` outlives it.
-        if unsafe { libc::fcntl(self.file.as_raw_fd(), libc::F_OFD_GETLK, &mut request) } == -1 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok((request.l_type != libc::F_UNLCK as libc::c_short).then_some(request.l_start as u64))
+        let found = record_fcntl(&self.file, libc::F_WRLCK, libc::F_OFD_GETLK, (1, 0))?;
+        Ok((found.l_type != libc::F_UNLCK as libc::c_short).then_some(found.l_start as u64))
     }
 
     /// Waits until no request writes chunk `number` straight into the staging file. Called
@@ -188,8 +180,19 @@ fn set_record_lock(
     file: &File,
     kind: libc::c_int,
     command: libc::c_int,
-    (start, len): (i64, i64),
+    range: (i64, i64),
 ) -> io::Result<()> {
+    record_fcntl(file, kind, command, range).map(drop)
+}
+
+/// One record-lock `fcntl` of `kind` over `range`; answers the request as the kernel left it
+/// (for `F_OFD_GETLK`: the conflicting lock, or `F_UNLCK`).
+fn record_fcntl(
+    file: &File,
+    kind: libc::c_int,
+    command: libc::c_int,
+    (start, len): (i64, i64),
+) -> io::Result<libc::flock> {
     // SAFETY: an all-zero `flock` is valid (an OFD lock requires l_pid to be 0).
     let mut request: libc::flock = unsafe { std::mem::zeroed() };
     request.l_type = kind as libc::c_short;
@@ -197,12 +200,10 @@ fn set_record_lock(
     request.l_start = start;
     request.l_len = len;
     // SAFETY: the descriptor is open for the duration of the call and `request` outlives it.
-    let result = unsafe { libc::fcntl(file.as_raw_fd(), command, &request) };
-    if result == -1 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
+    if unsafe { libc::fcntl(file.as_raw_fd(), command, &mut request) } == -1 {
+        return Err(io::Error::last_os_error());
     }
+    Ok(request)
 }
 
 /// A lock held by someone else (fcntl says EAGAIN or EACCES, flock EWOULDBLOCK).
